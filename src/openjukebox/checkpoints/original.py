@@ -31,6 +31,18 @@ class Hyperparams(dict):
 Hyperparams.__module__ = "jukebox.hparams"
 
 
+def _data_only_globals() -> list[Any]:
+    """Classes that may appear in a checkpoint's hps/metrics and only rebuild data: our Hyperparams stand-in,
+    numpy scalars and arrays (e.g. dataset bandwidth statistics) and their dtypes."""
+    import numpy as np
+
+    allowed: list[Any] = [Hyperparams, np.dtype, np.ndarray]
+    multiarray = getattr(np, "_core", None) or np.core
+    allowed += [multiarray.multiarray.scalar, multiarray.multiarray._reconstruct]
+    allowed += [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return allowed
+
+
 # Original key pattern -> our key (str.format template over the named groups; `up` = step - 1, because a
 # decoder block's `model.0` is its input projection and `model.1..n` its upsampling steps).
 VQVAE_KEY_MAP: list[tuple[str, str]] = [
@@ -77,13 +89,17 @@ def load_original(path: str | os.PathLike) -> dict[str, Any]:
     if not zipfile.is_zipfile(path):
         raise OpenJukeboxError(f"{path}: not a PyTorch checkpoint (expected a torch.save zip archive)")
     try:
-        with torch.serialization.safe_globals([Hyperparams]):
+        with torch.serialization.safe_globals(_data_only_globals()):
             data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "refused"
-        raise OpenJukeboxError(f"{path}: refused to load, it holds more than weights ({first})") from None
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))
+        what = f"it would run {found.group(1)}" if found else "it holds more than weights and data"
+        raise OpenJukeboxError(f"{path}: refused to load: {what} (not a released Jukebox checkpoint?)") from None
     except (RuntimeError, OSError, EOFError) as e:
-        raise OpenJukeboxError(f"{path}: unreadable checkpoint ({str(e).splitlines()[0]})") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if "enforce fail" in reason or "archive" in reason:
+            reason = "a zip archive, but not one written by torch.save"
+        raise OpenJukeboxError(f"{path}: not a PyTorch checkpoint ({reason})") from None
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise OpenJukeboxError(f"{path}: not a Jukebox checkpoint (no 'model' state dict)")
     return data
@@ -96,8 +112,8 @@ def _config_from_original(hps: dict[str, Any], state: dict[str, torch.Tensor]) -
     k0 = state["bottleneck.level_blocks.0.k"]
     downs_t = []
     for block in range(levels):
-        prefix = f"encoders.{levels - 1}.level_blocks.{block}.model."
-        downs_t.append(len({k.split(".")[5] for k in state if k.startswith(prefix) and ".1.model." in k}))
+        step = re.compile(rf"encoders\.{levels - 1}\.level_blocks\.{block}\.model\.(\d+)\.0\.weight")
+        downs_t.append(sum(1 for k in state if step.fullmatch(k)))
     widths = [state[f"encoders.{lv}.level_blocks.0.model.0.0.weight"].shape[0] for lv in range(levels)]
     depths = [
         len({k.split(".")[8] for k in state if k.startswith(f"encoders.{lv}.level_blocks.0.model.0.1.model.")})
