@@ -295,8 +295,10 @@ class Trainer:
                 group = "perf" if name in ("samples_per_s", "tokens_per_s", "step_time_s") else "train"
                 s.writer.add_scalar(f"{group}/{name}", value, step)
             bar.set_postfix(loss=f"{values['loss']:.4g}", lr=f"{lr:.3g}", refresh=False)
-            summary = " ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()))
+            # The console line keeps the headline numbers; per-level and per-term values go to TensorBoard.
+            summary = " ".join(f"{k} {v:.4g}" for k, v in sorted(values.items()) if "/" not in k)
             logger.info("step %d/%d %s", step, self.config.steps, summary)
+            logger.debug("step %d/%d %s", step, self.config.steps, values)
         return values
 
     def _log_media(self, media: Any, s: _Session, step: int) -> None:

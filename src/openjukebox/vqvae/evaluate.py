@@ -25,7 +25,7 @@ def evaluate(
     model: VQVAE, folder: Any, seconds: float, crop_seconds: float, seed: int = 0, progress: bool = True
 ) -> dict[str, Any]:
     """Evaluate `model` on crops drawn from an `AudioFolder` (deterministic in `seed`)."""
-    n_crops = max(1, math.ceil(seconds / crop_seconds))
+    n_crops = max(1, round(seconds / crop_seconds))
     sc_sum = [0.0] * model.levels
     counts = [torch.zeros(model.config.l_bins, dtype=torch.long) for _ in range(model.levels)]
     for i in tqdm(range(n_crops), desc="eval", unit="crop", disable=not progress):
