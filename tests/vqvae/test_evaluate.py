@@ -22,4 +22,3 @@ def test_eval_table_and_json(tmp_path, tones_dir, tiny_vqvae_dir, capsys):
     # deterministic in the seed
     assert main([*argv, "--crop-seconds", "1", "--json", str(tmp_path / "again.json")]) == 0
     assert json.loads((tmp_path / "again.json").read_text()) == result
-
