@@ -41,14 +41,18 @@ def test_training_reduces_loss_and_logs_everything(tmp_path, tones_dir):
     assert all(bool(cb.initted) for cb in model.codebooks)
 
 
+# One thread per process: the tiny model gains nothing from more, and oversubscribed OpenMP threads spin.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
 def _run(args: list[str], **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "openjukebox.cli", *args], **kw)
+    return subprocess.Popen([sys.executable, "-m", "openjukebox.cli", *args], env=ENV, **kw)
 
 
 def test_sigkill_and_resume_is_bit_identical(tmp_path, tones_dir):
     steps = 40
     reference = tmp_path / "uninterrupted"
-    assert _run(_train_args(tones_dir, reference, steps, "--save-every", "5")).wait(timeout=300) == 0
+    assert _run(_train_args(tones_dir, reference, steps, "--save-every", "5")).wait(timeout=600) == 0
 
     killed = tmp_path / "killed"
     proc = _run(_train_args(tones_dir, killed, steps, "--save-every", "5"), stderr=subprocess.DEVNULL)
@@ -61,7 +65,7 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path, tones_dir):
     proc.wait()
     assert not (killed / "checkpoints" / f"step_{steps:08d}").exists(), "killed too late to prove anything"
 
-    assert _run(_train_args(tones_dir, killed, steps, "--resume", "--save-every", "5")).wait(timeout=300) == 0
+    assert _run(_train_args(tones_dir, killed, steps, "--resume", "--save-every", "5")).wait(timeout=600) == 0
     expected, got = load_file(reference / "model.safetensors"), load_file(killed / "model.safetensors")
     assert expected.keys() == got.keys()
     for key in expected:
@@ -72,8 +76,7 @@ def test_two_processes_end_identical(tmp_path, tones_dir):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "openjukebox.cli", *_train_args(tones_dir, out, 6, "--save-every", "3")]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=ENV)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "on 2 x cpu" in result.stderr
     assert "all 2 processes hold identical weights and buffers" in result.stderr
