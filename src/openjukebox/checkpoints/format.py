@@ -6,7 +6,6 @@ fully rebuilds the model, so nothing about a model has to be re-typed to use it.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from safetensors.torch import load_file, save_file
 
 from openjukebox import __version__
 from openjukebox.errors import OpenJukeboxError
-from openjukebox.fileio import atomic_path, write_json_atomic
+from openjukebox.fileio import atomic_path, read_json_object, write_json_atomic
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -57,11 +56,8 @@ def read_config(folder: str | os.PathLike, kind: str) -> dict[str, Any]:
         raise OpenJukeboxError(f"{folder}: not a checkpoint folder (expected {CONFIG_FILE} and {WEIGHTS_FILE})")
     if not path.is_file():
         raise OpenJukeboxError(f"{folder}: no {CONFIG_FILE}; is this an openjukebox checkpoint folder?")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise OpenJukeboxError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(meta, dict) or "config" not in meta:
+    meta = read_json_object(path)
+    if "config" not in meta:
         raise OpenJukeboxError(f"{path}: not an openjukebox model config")
     if meta.get("format_version") != FORMAT_VERSION:
         raise OpenJukeboxError(f"{path}: format version {meta.get('format_version')} is not {FORMAT_VERSION}")
@@ -73,14 +69,18 @@ def read_config(folder: str | os.PathLike, kind: str) -> dict[str, Any]:
 def load_weights(folder: str | os.PathLike, model: torch.nn.Module) -> torch.nn.Module:
     """Load `model.safetensors` from `folder` into `model` strictly, with a readable error on mismatch."""
     path = Path(folder) / WEIGHTS_FILE
-    if not path.is_file():
-        raise OpenJukeboxError(f"{folder}: no {WEIGHTS_FILE}")
-    try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise OpenJukeboxError(f"{path}: unreadable weights ({e})") from None
-    load_state_dict_checked(model, state, str(path))
+    load_state_dict_checked(model, read_safetensors(path), str(path))
     return model
+
+
+def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """All tensors of a safetensors file, with one-line errors for a missing or damaged file."""
+    if not Path(path).is_file():
+        raise OpenJukeboxError(f"{path}: missing")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise OpenJukeboxError(f"{path}: unreadable ({e})") from None
 
 
 def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:

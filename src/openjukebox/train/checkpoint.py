@@ -19,8 +19,6 @@ leaves `latest.json` naming a complete checkpoint (or no `latest.json` at all).
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
 import shutil
@@ -30,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 
-from openjukebox.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, save_state_dict
+from openjukebox.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, read_safetensors, save_state_dict
 from openjukebox.errors import OpenJukeboxError
-from openjukebox.fileio import atomic_path, write_json_atomic
+from openjukebox.fileio import atomic_path, fsync_dir, read_json_object, write_json_atomic
 from openjukebox.train.config import TrainConfig
 from openjukebox.train.optim import optimizer_state_from_flat, optimizer_state_to_flat
 
@@ -69,7 +65,7 @@ def read_latest(run_dir: Path) -> tuple[int, Path] | None:
     path = run_dir / LATEST_FILE
     if not path.is_file():
         return None
-    meta = read_json(path)
+    meta = read_json_object(path)
     try:
         step, folder = int(meta["step"]), run_dir / str(meta["checkpoint"])
     except (KeyError, TypeError, ValueError):
@@ -104,7 +100,7 @@ def save_checkpoint(
         if final.exists():  # left by a run that crashed before pointing latest.json at it
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -118,7 +114,7 @@ def save_checkpoint(
 
 def load_checkpoint(folder: Path) -> Checkpoint:
     """Read every file of a checkpoint folder (tensors on CPU)."""
-    state = read_json(folder / STATE_JSON_FILE)
+    state = read_json_object(folder / STATE_JSON_FILE)
     if state.get("format_version") != TRAIN_STATE_VERSION:
         raise OpenJukeboxError(
             f"{folder / STATE_JSON_FILE}: train state version {state.get('format_version')} "
@@ -127,9 +123,9 @@ def load_checkpoint(folder: Path) -> Checkpoint:
     return Checkpoint(
         step=int(state["step"]),
         path=folder,
-        model_state=_read_tensors(folder / WEIGHTS_FILE),
-        model_config=read_json(folder / CONFIG_FILE),
-        state_tensors=_read_tensors(folder / STATE_TENSORS_FILE),
+        model_state=read_safetensors(folder / WEIGHTS_FILE),
+        model_config=read_json_object(folder / CONFIG_FILE),
+        state_tensors=read_safetensors(folder / STATE_TENSORS_FILE),
         state=state,
     )
 
@@ -189,33 +185,3 @@ def restore_train_state(
     scheduler.load_state_dict(c.state["scheduler"])
     if scaler is not None and c.state.get("grad_scaler"):
         scaler.load_state_dict(c.state["grad_scaler"])
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise OpenJukeboxError(f"{path}: missing")
-    try:
-        obj = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise OpenJukeboxError(f"{path}: invalid JSON ({e})") from None
-    if not isinstance(obj, dict):
-        raise OpenJukeboxError(f"{path}: expected a JSON object")
-    return obj
-
-
-def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise OpenJukeboxError(f"{path}: missing")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError) as e:
-        raise OpenJukeboxError(f"{path}: unreadable ({e})") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
