@@ -147,6 +147,12 @@ def cmd_vqvae_eval(args: argparse.Namespace) -> None:
     evaluate_cli(args)
 
 
+def cmd_data_index(args: argparse.Namespace) -> None:
+    from openjukebox.data.index import index_cli
+
+    index_cli(args)
+
+
 # --- parser -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -195,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     _vqvae_option(p)
     p.set_defaults(func=cmd_vqvae_eval)
+
+    data = sub.add_parser("data", help="song datasets: index a folder of songs with their metadata").add_subparsers(
+        dest="data_command", required=True, metavar="ACTION"
+    )
+    p = data.add_parser(
+        "index",
+        help="build or update the SQLite index of a folder of songs (audio + sidecar JSON / manifest / tags)",
+    )
+    p.add_argument("dir", type=Path, help="folder of songs, searched recursively")
+    p.add_argument("--db", type=Path, help="index file (default: DIR/.openjukebox-index.sqlite)")
+    p.set_defaults(func=cmd_data_index)
     return parser
 
 

@@ -22,7 +22,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(
-    "argv", [[], ["import"], ["encode"], ["decode"], ["vqvae", "train"], ["vqvae", "eval"]], ids=str
+    "argv",
+    [[], ["import"], ["encode"], ["decode"], ["vqvae", "train"], ["vqvae", "eval"], ["data", "index"]],
+    ids=str,
 )
 def test_help_explains_every_option(argv, capsys):
     with pytest.raises(SystemExit) as exit_info:
