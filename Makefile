@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint format bench clean
+.PHONY: install test test-slow lint format bench clean synth-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/vqvae.py
+
+# System packages of `openjukebox data synth` (Debian; needs root: `sudo make synth-deps`).
+synth-deps:
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm espeak-ng sox
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

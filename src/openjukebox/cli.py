@@ -153,6 +153,20 @@ def cmd_data_index(args: argparse.Namespace) -> None:
     index_cli(args)
 
 
+def cmd_data_synth(args: argparse.Namespace) -> None:
+    from openjukebox.data.synth import synth_cli
+
+    synth_cli(args)
+
+
+def cmd_data_encode(args: argparse.Namespace) -> None:
+    from openjukebox.data.code_cache import encode_cli
+
+    if args.vqvae is None:
+        args.vqvae = default_vqvae_dir()
+    encode_cli(args)
+
+
 # --- parser -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -212,6 +226,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path, help="folder of songs, searched recursively")
     p.add_argument("--db", type=Path, help="index file (default: DIR/.openjukebox-index.sqlite)")
     p.set_defaults(func=cmd_data_index)
+
+    p = data.add_parser(
+        "synth",
+        help="build an offline corpus of synthetic sung songs (6 genres x 4 artists) with exact word timings",
+    )
+    p.add_argument("--out", type=Path, required=True, help="folder to write songs (.flac) and sidecars (.json) into")
+    p.add_argument("--songs", type=int, default=200, help="number of songs")
+    p.add_argument("--seed", type=int, default=0, help="seed: the same seed gives byte-identical songs")
+    p.set_defaults(func=cmd_data_synth)
+
+    p = data.add_parser(
+        "encode", help="precompute the codes of every indexed song (all levels) into a cache, for prior training"
+    )
+    p.add_argument("dir", type=Path, help="dataset folder, indexed with `openjukebox data index`")
+    p.add_argument("--cache", type=Path, help="cache folder (default: DIR/.openjukebox-codes); runs resume")
+    _vqvae_option(p)
+    p.set_defaults(func=cmd_data_encode)
     return parser
 
 

@@ -23,7 +23,17 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["import"], ["encode"], ["decode"], ["vqvae", "train"], ["vqvae", "eval"], ["data", "index"]],
+    [
+        [],
+        ["import"],
+        ["encode"],
+        ["decode"],
+        ["vqvae", "train"],
+        ["vqvae", "eval"],
+        ["data", "index"],
+        ["data", "synth"],
+        ["data", "encode"],
+    ],
     ids=str,
 )
 def test_help_explains_every_option(argv, capsys):

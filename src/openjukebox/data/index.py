@@ -88,6 +88,10 @@ _COLUMNS = (
 )
 
 
+# A folder containing a file of this name is left out of the index, with everything below it.
+IGNORE_MARKER = ".openjukebox-ignore"
+
+
 def file_sha256(path: Path) -> str:
     """sha256 of a file's bytes, read in chunks."""
     h = hashlib.sha256()
@@ -178,9 +182,13 @@ def _init_schema(conn: sqlite3.Connection, root: Path) -> None:
 
 
 def _scan(root: Path) -> dict[str, Path]:
-    """Audio files under `root` by relative POSIX path; hidden files and folders (ours included) are skipped."""
+    """Audio files under `root` by relative POSIX path; hidden files and folders (ours included) and folders
+    holding an IGNORE_MARKER file are skipped."""
     found = {}
     for folder, dirs, files in os.walk(root):
+        if IGNORE_MARKER in files:  # e.g. the vocal stems of `data synth`: audio, but not songs
+            dirs[:] = []
+            continue
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             if not name.startswith(".") and os.path.splitext(name)[1].lower() in SUPPORTED_EXTENSIONS:
