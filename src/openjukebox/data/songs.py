@@ -1,0 +1,258 @@
+"""The labelled training dataset: random crops of the songs of a song index, with the labels Jukebox's priors
+condition on.
+
+Like the original Jukebox (Dhariwal et al. 2020, section 5.1; `FilesAudioDataset` and `Labeller`,
+`data/files_dataset.py`, `data/labels.py`), an example is a crop of `sample_length` samples with
+    total_length (the song's length in samples), offset (the crop start in samples),
+    artist id, genre ids (the v2 bag of genre words, padded with -1 to `max_genres`),
+    and, for lyric-conditioned priors, the window of `n_tokens` lyric characters that goes with the crop.
+The window is the original linear heuristic (`lyric_window`: characters spread evenly over the song) unless the
+song has word timings, in which case each character is placed inside its word (`lyric_window_from_words`).
+
+As in `openjukebox.data.audio_folder`, a crop is taken from a song chosen with probability proportional to its
+length, at a uniform start, and a batch is a pure function of (seed, index): no crop list, resumable from the
+step number, buildable by any DataLoader worker in any order. Only the crop's frames are decoded.
+
+Songs shorter than one crop are skipped and listed in `SongCrops.rejected`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from openjukebox.audio.io import read_segment, resampled_length
+from openjukebox.data.index import SongIndex, SongRecord
+from openjukebox.data.lyrics import (
+    VOCAB_V2,
+    LyricsVocab,
+    TimedWord,
+    encode_lyrics,
+    lyric_window,
+    lyric_window_from_words,
+)
+from openjukebox.data.vocab import Vocabulary, genre_words
+from openjukebox.errors import OpenJukeboxError
+
+log = logging.getLogger(__name__)
+
+
+def song_genre_words(record: SongRecord) -> list[str]:
+    """The v2 bag of genre words of a song: the words of each of its genres, in order, without repeats."""
+    words: dict[str, None] = {}
+    for genre in record.genres:
+        words.update(dict.fromkeys(genre_words(genre)))
+    return list(words)
+
+
+def build_vocabularies(index: SongIndex, min_count: int = 1) -> tuple[Vocabulary, Vocabulary]:
+    """(artists, genres) vocabularies of the index's 'ok' songs; genres are v2 genre words ("Blues Rock" ->
+    "blues", "rock"). Names seen fewer than `min_count` times go to the unknown bucket (id 0)."""
+    songs = index.songs()
+    artists = Vocabulary.build((s.artist or "" for s in songs), min_count, kind="artist")
+    genres = Vocabulary.build((w for s in songs for w in song_genre_words(s)), min_count, kind="genre")
+    return artists, genres
+
+
+@dataclass(frozen=True)
+class SongExample:
+    """One labelled crop.
+
+    audio: (sample_length,) float32 mono.
+    artist: artist id. genre: (max_genres,) int64 genre word ids, padded with -1.
+    total_length, offset: the song's length and the crop start, in samples at the dataset's rate.
+    lyrics: (n_tokens,) int64 lyric window (0 = padding), or None when n_tokens == 0.
+    song: index into `SongCrops.songs`.
+    """
+
+    audio: np.ndarray
+    artist: int
+    genre: np.ndarray
+    total_length: int
+    offset: int
+    lyrics: np.ndarray | None
+    song: int
+
+
+@dataclass(frozen=True)
+class _Song:
+    path: Path
+    length: int  # samples at sr
+    artist: int
+    genre: np.ndarray  # (max_genres,) int64
+    tokens: np.ndarray  # (n,) int64 full lyric tokens (unused when words is not None)
+    words: tuple[TimedWord, ...] | None  # spans in samples at sr
+
+
+class SongCrops:
+    """Labelled random crops of `sample_length` samples at rate `sr` from the 'ok' songs of `index`.
+
+    Args:
+        index: the song index (read once at construction; the dataset keeps no database connection, so it
+            pickles to DataLoader workers).
+        sr, sample_length: rate and length of the crops.
+        artists, genres: vocabularies (`build_vocabularies`, or those saved with a model); names they do not
+            know get id 0 (unknown), as in the original.
+        n_tokens: lyric window size (even; 0 = no lyrics, 512 for 5b_lyrics, 384 for 1b_lyrics).
+        lyrics_vocab: the character table (VOCAB_V2, or VOCAB_V3 for 1b_lyrics).
+        max_genres: genre word slots (5 for v2 labels, 1 for v3).
+    """
+
+    def __init__(
+        self,
+        index: SongIndex,
+        sr: int,
+        sample_length: int,
+        artists: Vocabulary,
+        genres: Vocabulary,
+        *,
+        n_tokens: int = 0,
+        lyrics_vocab: LyricsVocab = VOCAB_V2,
+        max_genres: int = 5,
+    ) -> None:
+        if sr <= 0 or sample_length <= 0:
+            raise ValueError(f"need sr > 0 and sample_length > 0; got {sr}, {sample_length}")
+        if n_tokens < 0 or n_tokens % 2:
+            raise ValueError(f"n_tokens must be even and >= 0, got {n_tokens}")
+        if max_genres <= 0:
+            raise ValueError(f"max_genres must be positive, got {max_genres}")
+        self.root = Path(index.root)
+        self.sr = sr
+        self.sample_length = sample_length
+        self.artists = artists
+        self.genres = genres
+        self.n_tokens = n_tokens
+        self.lyrics_vocab = lyrics_vocab
+        self.max_genres = max_genres
+        self.songs: list[_Song] = []
+        self.rejected: list[tuple[str, str]] = []  # (path relative to root, reason)
+        records = index.songs()
+        for r in records:
+            if r.frames is None or r.sample_rate is None:
+                self.rejected.append((r.path, "no header information"))
+                continue
+            length = resampled_length(r.frames, r.sample_rate, sr)
+            if length < sample_length:
+                self.rejected.append((r.path, f"too short ({length / sr:.2f} s; need {sample_length / sr:.2f} s)"))
+                continue
+            self.songs.append(self._song(r, length))
+        if not self.songs:
+            raise OpenJukeboxError(
+                f"{self.root}: none of {len(records)} indexed songs is at least {sample_length / sr:.2f} s long"
+            )
+        if self.rejected:
+            log.warning("%s: skipped %d of %d songs shorter than one crop", self.root, len(self.rejected), len(records))
+        self.lengths = np.asarray([s.length for s in self.songs], dtype=np.int64)
+        self._ends = np.cumsum(self.lengths)
+
+    def _song(self, r: SongRecord, length: int) -> _Song:
+        genre = np.full(self.max_genres, -1, dtype=np.int64)
+        ids = [self.genres.get(w, 0) for w in song_genre_words(r)] or [0]  # no genre: the unknown bucket
+        ids = ids[: self.max_genres]
+        genre[: len(ids)] = ids
+        words = None
+        tokens = np.zeros(0, dtype=np.int64)
+        if self.n_tokens:
+            if r.words:
+                words = tuple(TimedWord(w.word, w.start * self.sr, w.end * self.sr) for w in r.words)
+            else:
+                tokens = encode_lyrics(r.lyrics or "", self.lyrics_vocab).tokens
+        return _Song(self.root / r.path, length, self.artists.get(r.artist or "", 0), genre, tokens, words)
+
+    def __len__(self) -> int:
+        return len(self.songs)
+
+    def __repr__(self) -> str:
+        return (
+            f"SongCrops({str(self.root)!r}, sr={self.sr}, sample_length={self.sample_length}, "
+            f"n_tokens={self.n_tokens}: {len(self)} songs, {self.lengths.sum() / self.sr:.1f} s)"
+        )
+
+    def example_at(self, song: int, offset: int) -> SongExample:
+        """The crop of song `song` (index into `songs`) starting at sample `offset`, with its labels."""
+        s = self.songs[song]
+        if not 0 <= offset <= s.length - self.sample_length:
+            raise ValueError(f"offset {offset} outside [0, {s.length - self.sample_length}] for {s.path}")
+        audio = read_segment(s.path, self.sr, offset, self.sample_length)
+        if len(audio) < self.sample_length:  # header frame counts can be estimates (MP3 without a Xing tag)
+            audio = np.pad(audio, (0, self.sample_length - len(audio)))
+        lyrics = None
+        if self.n_tokens:
+            if s.words is not None:
+                lyrics, _ = lyric_window_from_words(
+                    s.words, s.length, offset, self.sample_length, self.n_tokens, self.lyrics_vocab
+                )
+            else:
+                lyrics, _ = lyric_window(s.tokens, s.length, offset, self.sample_length, self.n_tokens)
+        return SongExample(audio, s.artist, s.genre.copy(), s.length, offset, lyrics, song)
+
+    def example(self, rng: np.random.Generator) -> SongExample:
+        """A random example; two draws from `rng` decide the song (in proportion to its length) and the start."""
+        i = int(np.searchsorted(self._ends, rng.integers(self._ends[-1]), side="right"))
+        offset = int(rng.integers(self.lengths[i] - self.sample_length + 1))
+        return self.example_at(i, offset)
+
+    def batch(self, seed: int, index: int, batch_size: int) -> dict[str, torch.Tensor]:
+        """A batch, a pure function of (seed, index, batch_size):
+
+        audio (B, sample_length) float32; artist (B,) int64; genre (B, max_genres) int64 (-1 = padding);
+        total_length, offset, sample_length (B,) int64 in samples; fraction (B, 2) float32, the crop's
+        (start, end) as fractions of the song; lyrics (B, n_tokens) int64 when n_tokens > 0; song (B,) int64;
+        y (B, 4 + max_genres + n_tokens) int64, the original label vector
+        [total_length, offset, sample_length, artist, genres..., lyric tokens...].
+        """
+        if seed < 0 or index < 0 or batch_size <= 0:
+            raise ValueError(f"need seed >= 0, index >= 0, batch_size > 0; got {seed}, {index}, {batch_size}")
+        rng = np.random.default_rng([seed, index])
+        examples = [self.example(rng) for _ in range(batch_size)]
+        total = np.array([e.total_length for e in examples], dtype=np.int64)
+        offset = np.array([e.offset for e in examples], dtype=np.int64)
+        length = np.full(batch_size, self.sample_length, dtype=np.int64)
+        artist = np.array([e.artist for e in examples], dtype=np.int64)
+        genre = np.stack([e.genre for e in examples])
+        parts = [total[:, None], offset[:, None], length[:, None], artist[:, None], genre]
+        out = {
+            "audio": torch.from_numpy(np.stack([e.audio for e in examples])),
+            "artist": torch.from_numpy(artist),
+            "genre": torch.from_numpy(genre),
+            "total_length": torch.from_numpy(total),
+            "offset": torch.from_numpy(offset),
+            "sample_length": torch.from_numpy(length),
+            "fraction": torch.from_numpy(np.stack([offset / total, (offset + length) / total], axis=1)).float(),
+            "song": torch.tensor([e.song for e in examples], dtype=torch.int64),
+        }
+        if self.n_tokens:
+            lyrics = np.stack([e.lyrics for e in examples])
+            out["lyrics"] = torch.from_numpy(lyrics)
+            parts.append(lyrics)
+        out["y"] = torch.from_numpy(np.concatenate(parts, axis=1))
+        return out
+
+
+class SongBatches(Dataset):
+    """Batches `crops.batch(seed, start_index + i, batch_size)` for i < length, for a DataLoader.
+
+    Use `DataLoader(SongBatches(...), batch_size=None, num_workers=k)`, as with `CropBatches`.
+    """
+
+    def __init__(self, crops: SongCrops, seed: int, batch_size: int, start_index: int = 0, *, length: int) -> None:
+        if start_index < 0 or length < 0:
+            raise ValueError(f"need start_index >= 0 and length >= 0; got {start_index}, {length}")
+        self.crops = crops
+        self.seed = seed
+        self.batch_size = batch_size
+        self.start_index = start_index
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < self.length:
+            raise IndexError(f"batch {i} out of range for {self.length} batches")
+        return self.crops.batch(self.seed, self.start_index + i, self.batch_size)
