@@ -305,3 +305,13 @@ def test_other_schema_version_is_rebuilt(dataset):
     assert (summary.indexed, summary.unchanged, summary.ok) == (14, 0, 5)
     with open_index(dataset) as idx:
         assert len(idx) == 14
+
+
+def test_summary_lists_lyrics_characters_outside_the_vocabulary(tmp_path):
+    root = tmp_path / "songs"
+    root.mkdir()
+    _sidecar(_write(root / "a.wav"), {"artist": "A", "genre": "pop", "lyrics": "sing ♪ along 😀"})
+    _sidecar(_write(root / "b.wav"), {"artist": "B", "genre": "pop", "lyrics": "la la ♪"})
+    summary = build_index(root, progress=False)
+    assert summary.lyrics_dropped == {"♪": 2, "😀": 1}
+    assert "'♪' (2 songs)" in summary.format()

@@ -30,6 +30,7 @@ import soundfile as sf
 from tqdm import tqdm
 
 from openjukebox.audio.io import SUPPORTED_EXTENSIONS, audio_info
+from openjukebox.data.lyrics import VOCAB_V2, encode_lyrics
 from openjukebox.data.metadata import Manifest, SongRejected, Word, load_manifest, metadata_key, song_metadata
 from openjukebox.errors import OpenJukeboxError
 
@@ -118,6 +119,8 @@ class IndexSummary:
     with_words: int
     rejected_by_reason: dict[str, int] = field(default_factory=dict)  # category -> count
     warnings: tuple[str, ...] = ()
+    # lyric characters the lyrics vocabulary (v2) cannot represent -> number of songs using them
+    lyrics_dropped: dict[str, int] = field(default_factory=dict)
 
     def format(self) -> str:
         lines = [
@@ -131,6 +134,11 @@ class IndexSummary:
             lines.append("rejected:")
             for category, n in sorted(self.rejected_by_reason.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"  {category}: {n}")
+        if self.lyrics_dropped:
+            chars = ", ".join(
+                f"{c!r} ({n} songs)" for c, n in sorted(self.lyrics_dropped.items(), key=lambda kv: -kv[1])
+            )
+            lines.append(f"lyrics characters outside the lyrics vocabulary (left out when training): {chars}")
         lines += [f"warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
@@ -298,6 +306,7 @@ def _summarize(conn, db_path: Path, indexed: int, unchanged: int, removed: int, 
     artists: set[str] = set()
     genres: set[str] = set()
     reasons: Counter[str] = Counter()
+    dropped: Counter[str] = Counter()
     query = "SELECT status, reason, duration_s, artist, genres, lyrics, words IS NOT NULL FROM songs"
     for status, reason, duration_s, artist, genre_json, lyrics, has_words in conn.execute(query):
         if status != "ok":
@@ -311,6 +320,8 @@ def _summarize(conn, db_path: Path, indexed: int, unchanged: int, removed: int, 
         genres.update(json.loads(genre_json))
         with_lyrics += bool(lyrics and lyrics.strip())
         with_words += bool(has_words)
+        if lyrics:
+            dropped.update(encode_lyrics(lyrics, VOCAB_V2).dropped)
     return IndexSummary(
         db_path=db_path,
         ok=ok,
@@ -325,6 +336,7 @@ def _summarize(conn, db_path: Path, indexed: int, unchanged: int, removed: int, 
         with_words=with_words,
         rejected_by_reason=dict(reasons),
         warnings=warnings,
+        lyrics_dropped=dict(dropped),
     )
 
 
