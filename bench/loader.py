@@ -7,7 +7,7 @@ Writes `--songs` generated FLAC songs (44.1 kHz stereo, `--seconds` long, a tone
 JSON (artist, genre, lyrics; every third song with word timings) into a temporary folder, indexes it, and times
 `--batches` batches of `--batch-size` crops of the official top-level sample length (1048576 samples, 23.8 s)
 with their labels (artist, genre words, timing, a `--n-tokens` lyric window), through
-`DataLoader(SongBatches(...), batch_size=None, num_workers=--workers)`. The first batch (worker start-up) is
+`DataLoader(SeededBatches(...), batch_size=None, num_workers=--workers)`. The first batch (worker start-up) is
 timed separately. The same is timed in the main process (num_workers=0) for comparison.
 
 `--vqvae-step` also times one CPU training step (forward, loss, backward, optimiser step) of the `small`
@@ -30,8 +30,9 @@ import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
+from openjukebox.data.batches import SeededBatches
 from openjukebox.data.index import build_index, open_index
-from openjukebox.data.songs import SongBatches, SongCrops, build_vocabularies
+from openjukebox.data.songs import SongCrops, build_vocabularies
 
 SR = 44100
 ARTISTS = ["The Alphas", "Bravo", "Charlie Trio", "Delta"]
@@ -57,7 +58,7 @@ def write_songs(root: Path, n: int, seconds: float, seed: int = 0) -> None:
 
 def time_loader(crops: SongCrops, batch_size: int, batches: int, workers: int) -> dict[str, float]:
     loader = DataLoader(
-        SongBatches(crops, seed=0, batch_size=batch_size, length=batches + 1),
+        SeededBatches(crops, seed=0, batch_size=batch_size, length=batches + 1),
         batch_size=None,
         num_workers=workers,
         persistent_workers=False,

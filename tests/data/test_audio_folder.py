@@ -11,7 +11,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from openjukebox.audio import load_audio
-from openjukebox.data.audio_folder import AudioFolder, CropBatches
+from openjukebox.data.audio_folder import AudioFolder
+from openjukebox.data.batches import SeededBatches
 from openjukebox.errors import OpenJukeboxError
 
 SR = 22050
@@ -133,7 +134,7 @@ def test_files_are_drawn_in_proportion_to_duration(tmp_path: Path) -> None:
 
 def test_crop_batches_for_a_dataloader(music: Path) -> None:
     folder = AudioFolder(music, SR, 1024)
-    batches = CropBatches(folder, seed=7, batch_size=3, start_index=10, length=4)
+    batches = SeededBatches(folder, seed=7, batch_size=3, start_index=10, length=4)
     assert len(batches) == 4
     assert torch.equal(batches[2], folder.batch(7, 12, 3))
     with pytest.raises(IndexError):

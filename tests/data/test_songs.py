@@ -12,9 +12,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from openjukebox.audio import load_audio
+from openjukebox.data.batches import SeededBatches
 from openjukebox.data.index import build_index, open_index
 from openjukebox.data.lyrics import VOCAB_V2, TimedWord, decode_lyrics, lyric_window_from_words
-from openjukebox.data.songs import SongBatches, SongCrops, build_vocabularies
+from openjukebox.data.songs import SongCrops, build_vocabularies
 
 SR = 8000
 LENGTH = 4000  # 0.5 s crops
@@ -124,7 +125,7 @@ def test_determinism(crops):
     for k in a:
         assert torch.equal(a[k], b[k])
     assert not torch.equal(a["offset"], c["offset"])
-    loader = DataLoader(SongBatches(crops, 1, 4, start_index=5, length=2), batch_size=None, num_workers=2)
+    loader = DataLoader(SeededBatches(crops, 1, 4, start_index=5, length=2), batch_size=None, num_workers=2)
     first = next(iter(loader))
     for k in a:
         assert torch.equal(first[k], a[k])

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from openjukebox.audio.io import SUPPORTED_EXTENSIONS, audio_info, read_segment, resampled_length
 from openjukebox.errors import OpenJukeboxError
@@ -125,31 +124,6 @@ class AudioFolder:
         rng = np.random.default_rng([seed, index])
         crops = np.stack([self.crop(rng) for _ in range(batch_size)])  # (B, T)
         return torch.from_numpy(crops).unsqueeze(-1)  # (B, T, 1)
-
-
-class CropBatches(Dataset):
-    """Batches `folder.batch(seed, start_index + i, batch_size)` for i < length, for a DataLoader.
-
-    Use `DataLoader(CropBatches(...), batch_size=None, num_workers=k)`: items are whole batches, so workers
-    prefetch them, and resuming at step s is `start_index=s`.
-    """
-
-    def __init__(self, folder: AudioFolder, seed: int, batch_size: int, start_index: int = 0, *, length: int) -> None:
-        if start_index < 0 or length < 0:
-            raise ValueError(f"need start_index >= 0 and length >= 0; got {start_index}, {length}")
-        self.folder = folder
-        self.seed = seed
-        self.batch_size = batch_size
-        self.start_index = start_index
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        if not 0 <= i < self.length:
-            raise IndexError(f"batch {i} out of range for {self.length} batches")
-        return self.folder.batch(self.seed, self.start_index + i, self.batch_size)
 
 
 def _scan(root: Path) -> list[Path]:

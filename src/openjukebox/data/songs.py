@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from openjukebox.audio.io import read_segment, resampled_length
 from openjukebox.data.index import SongIndex, SongRecord
@@ -232,27 +231,3 @@ class SongCrops:
             parts.append(lyrics)
         out["y"] = torch.from_numpy(np.concatenate(parts, axis=1))
         return out
-
-
-class SongBatches(Dataset):
-    """Batches `crops.batch(seed, start_index + i, batch_size)` for i < length, for a DataLoader.
-
-    Use `DataLoader(SongBatches(...), batch_size=None, num_workers=k)`, as with `CropBatches`.
-    """
-
-    def __init__(self, crops: SongCrops, seed: int, batch_size: int, start_index: int = 0, *, length: int) -> None:
-        if start_index < 0 or length < 0:
-            raise ValueError(f"need start_index >= 0 and length >= 0; got {start_index}, {length}")
-        self.crops = crops
-        self.seed = seed
-        self.batch_size = batch_size
-        self.start_index = start_index
-        self.length = length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if not 0 <= i < self.length:
-            raise IndexError(f"batch {i} out of range for {self.length} batches")
-        return self.crops.batch(self.seed, self.start_index + i, self.batch_size)
