@@ -1,0 +1,172 @@
+"""Pre-LN residual blocks and the layer stack of the Jukebox priors (Jukebox paper §4, Appendix B.1).
+
+Each block computes a = attn(LN0(x)); m = mlp(LN1(x + a)); h = x + a + m, with an MLP
+Linear -> quick_gelu -> Linear. The stack has no final LayerNorm. `attn_order` picks the attention kind of each
+layer (see attention.py); `attn_func_for_layer` is the schedule table of the original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, _linear
+
+# attn_order -> kind of layer d. Orders 3, 4, 5 use the summary kinds (not implemented) and are left out.
+_ROW_COL_PREV = [1, 2, 3]
+ATTN_ORDERS: dict[int, Callable[[int], int]] = {
+    0: lambda d: 0,  # all dense
+    1: lambda d: [1, 2][d % 2],  # row, column
+    2: lambda d: [1, 2, 3][d % 3],  # row, column, previous row: 5b, upsamplers, lyrics encoder
+    6: lambda d: [1, 2, 3, 6][d % 4],
+    7: lambda d: [*_ROW_COL_PREV * 5, 6][d % 16],
+    8: lambda d: [*_ROW_COL_PREV * 3, 6][d % 10],  # small_sep_enc_dec
+    9: lambda d: [1, 2, 3, 0][d % 4],
+    10: lambda d: [*_ROW_COL_PREV * 3, *([*_ROW_COL_PREV * 3, 6] * 7)][d % 79],  # 5b_lyrics
+    11: lambda d: [6, 6, 0][d % 3] if d % 16 == 15 else [1, 2, 3][d % 3],
+    12: lambda d: [7, 7, 0][d % 3] if d % 16 == 15 else [1, 2, 3][d % 3],  # 1b_lyrics
+}
+
+
+def attn_func_for_layer(attn_order: int, d: int) -> int:
+    """Attention kind of layer `d` under schedule `attn_order` (the original's codes)."""
+    assert attn_order in ATTN_ORDERS, f"attn_order {attn_order} not supported (have {sorted(ATTN_ORDERS)})"
+    return ATTN_ORDERS[attn_order](d)
+
+
+def quick_gelu(x: torch.Tensor) -> torch.Tensor:
+    """x * sigmoid(1.702 x), the activation the released weights were trained with."""
+    return x * torch.sigmoid(1.702 * x)
+
+
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm (eps 1e-5) computed in fp32 and cast back to the input dtype, as the original."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The affine parameters are upcast too, so a model cast to half precision still normalises in fp32.
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).type_as(x)
+
+
+class MLP(nn.Module):
+    """(B, T, width) -> Linear(width, hidden) -> quick_gelu -> Linear(hidden, width). [c_fc, c_proj]"""
+
+    def __init__(self, width: int, hidden: int, zero_out: bool = False, init_scale: float = 1.0):
+        super().__init__()
+        self.fc = _linear(width, hidden, init_scale)
+        self.proj = _linear(hidden, width, init_scale, zero=zero_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(quick_gelu(self.fc(x)))
+
+
+class ResAttnBlock(nn.Module):
+    """One pre-LN block: h = x + a + mlp(LN1(x + a)) with a = attn(LN0(x)). [ln_0, attn, ln_1, mlp]"""
+
+    def __init__(
+        self,
+        width: int,
+        heads: int,
+        n_ctx: int,
+        attn_func: int,
+        blocks: int | None = None,
+        m_attn: float = 0.25,
+        m_mlp: float = 1.0,
+        spread: int | None = None,
+        encoder_dims: int | None = None,
+        prime_len: int | None = None,
+        zero_out: bool = False,
+        init_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.attn_func = attn_func
+        self.attn_norm = LayerNorm(width)
+        self.attn = FactoredAttention(
+            width,
+            int(m_attn * width),
+            heads,
+            n_ctx,
+            attn_func,
+            blocks=blocks,
+            spread=spread,
+            encoder_dims=encoder_dims,
+            prime_len=prime_len,
+            zero_out=zero_out,
+            init_scale=init_scale,
+        )
+        self.mlp_norm = LayerNorm(width)
+        self.mlp = MLP(width, int(m_mlp * width), zero_out=zero_out, init_scale=init_scale)
+
+    def forward(self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, width); encoder_kv: (B, S, width) for cross-attention layers. Returns (B, T, width)."""
+        a = self.attn(self.attn_norm(x), encoder_kv if self.attn_func == ENC_DEC else None)
+        m = self.mlp(self.mlp_norm(x + a))
+        return x + a + m
+
+
+class Transformer(nn.Module):
+    """A stack of `depth` ResAttnBlocks whose attention kinds follow `attn_order`; no final LayerNorm.
+
+    Args:
+        width, depth, heads, n_ctx: model width, number of layers, attention heads, context length.
+        attn_order: layer schedule (see ATTN_ORDERS): 0 dense, 2 row/column/previous-row, 10 5b_lyrics,
+            12 1b_lyrics.
+        blocks: rows of the factorisation (block_ctx = n_ctx // blocks).
+        m_attn, m_mlp: attention width and MLP hidden width as fractions of `width`.
+        encoder_dims: encoder length for cross-attention layers; prime_len: lyric prefix length for prime layers.
+        init_scale: scales the weight init; cross-attention layers start with zeroed output projections.
+    """
+
+    def __init__(
+        self,
+        width: int,
+        depth: int,
+        heads: int,
+        n_ctx: int,
+        attn_order: int,
+        blocks: int | None = None,
+        m_attn: float = 0.25,
+        m_mlp: float = 1.0,
+        spread: int | None = None,
+        encoder_dims: int | None = None,
+        prime_len: int | None = None,
+        init_scale: float = 1.0,
+    ):
+        super().__init__()
+        self.width, self.n_ctx = width, n_ctx
+        kinds = [attn_func_for_layer(attn_order, d) for d in range(depth)]
+        self.layers = nn.ModuleList(
+            ResAttnBlock(
+                width,
+                heads,
+                n_ctx,
+                kind,
+                blocks=blocks,
+                m_attn=m_attn,
+                m_mlp=m_mlp,
+                spread=spread,
+                encoder_dims=encoder_dims,
+                prime_len=prime_len,
+                zero_out=kind == ENC_DEC,
+                init_scale=init_scale,
+            )
+            for kind in kinds
+        )
+
+    @property
+    def attn_funcs(self) -> list[int]:
+        """Attention kind of each layer."""
+        return [layer.attn_func for layer in self.layers]
+
+    def forward(self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None) -> torch.Tensor:
+        """x: (B, T, width); encoder_kv: (B, encoder_dims, width) if any layer is cross-attention.
+
+        Returns (B, T, width) in the input dtype.
+        """
+        for layer in self.layers:
+            x = layer(x, encoder_kv)
+        return x
