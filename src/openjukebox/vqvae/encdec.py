@@ -17,15 +17,17 @@ from openjukebox.vqvae.config import VQVAEConfig
 
 
 class ResBlock(nn.Module):
-    """x + conv1x1(relu(conv3_dilated(relu(x)))). Non-causal, same length."""
+    """x + res_scale * conv1x1(relu(conv3_dilated(relu(x)))). Non-causal, same length."""
 
-    def __init__(self, channels: int, hidden: int, dilation: int) -> None:
+    def __init__(self, channels: int, hidden: int, dilation: int, res_scale: float = 1.0) -> None:
         super().__init__()
         self.conv1 = nn.Conv1d(channels, hidden, kernel_size=3, padding=dilation, dilation=dilation)
         self.conv2 = nn.Conv1d(hidden, channels, kernel_size=1)
+        self.res_scale = res_scale  # 1 in the VQ-VAE; 1/sqrt(depth) in some upsampler conditioners
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(torch.relu(self.conv1(torch.relu(x))))
+        h = self.conv2(torch.relu(self.conv1(torch.relu(x))))
+        return x + h if self.res_scale == 1.0 else x + self.res_scale * h
 
 
 class ResNet1d(nn.Module):
@@ -39,13 +41,14 @@ class ResNet1d(nn.Module):
         growth: int,
         cycle: int | None,
         reverse: bool,
+        res_scale: float = 1.0,
     ) -> None:
         super().__init__()
         dilations = [growth ** (i if cycle is None else i % cycle) for i in range(depth)]
         if reverse:
             dilations = dilations[::-1]
         hidden = int(m_conv * channels)
-        self.blocks = nn.ModuleList(ResBlock(channels, hidden, d) for d in dilations)
+        self.blocks = nn.ModuleList(ResBlock(channels, hidden, d, res_scale) for d in dilations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:

@@ -157,6 +157,7 @@ def _same_conv(src: _Act, conv: nn.Conv1d, work: _Work) -> _Act:
 
 def _res_block(src: _Act, block: ResBlock, work: _Work) -> _Act:
     """src + relu(conv1(relu(src))) @ W2 + b2, tile by tile."""
+    assert block.res_scale == 1.0, "the fast path covers the VQ-VAE's unscaled residual blocks only"
     w1, b1 = _taps(block.conv1.weight), block.conv1.bias.detach()
     w2, b2 = _taps(block.conv2.weight), block.conv2.bias.detach()
     d, c = block.conv1.dilation[0], src.channels
