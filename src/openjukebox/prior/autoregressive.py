@@ -1,0 +1,142 @@
+"""Autoregressive prior over one level's codes, teacher-forced (the original `ConditionalAutoregressive2D`).
+
+Input at position t is the embedding of token t-1; position 0 holds the artist/genre/timing embedding
+(`y_cond`, (B, 1, W)) or, without label conditioning, a learned `start_token`. A learned position embedding
+(n_ctx, W) and the per-position conditioning `x_cond` (from the upsampler conditioner, or zeros) are added,
+the factored-attention transformer runs, and (unless `merged_decoder`) `x_cond` is added once more before the
+output projection. Without `merged_decoder` the output projection shares its weight with the input embedding.
+The loss is the mean cross-entropy in bits per token (natural-log cross-entropy divided by ln 2).
+
+`convert_autoregressive_state_dict` maps the original keys (under an optional prefix, e.g. `prior.`):
+
+| original                   | ours                        |
+|----------------------------|-----------------------------|
+| `x_emb.weight`             | `x_emb.weight`              |
+| `pos_emb.pos_emb`          | `pos_emb`                   |
+| `start_token`              | `start_token`               |
+| `transformer._attn_mods.*` | `transformer.layers.*` (see `openjukebox.transformer.keys`) |
+| `x_out.weight`             | `x_out.weight`              |
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from openjukebox.transformer import Transformer
+from openjukebox.transformer.keys import convert_transformer_state_dict
+
+_PLAIN_KEYS = {
+    "x_emb.weight": "x_emb.weight",
+    "pos_emb.pos_emb": "pos_emb",
+    "start_token": "start_token",
+    "x_out.weight": "x_out.weight",
+}
+
+
+class AutoregressivePrior(nn.Module):
+    """Tokens (B, T) -> (loss in bits per token, logits (B, T, input_bins)); activations if `only_encode`."""
+
+    def __init__(
+        self,
+        input_bins: int,
+        width: int,
+        depth: int,
+        heads: int,
+        n_ctx: int,
+        attn_order: int,
+        blocks: int | None,
+        merged_decoder: bool,
+        y_cond: bool,
+        only_encode: bool = False,
+        encoder_dims: int | None = None,
+        prime_len: int | None = None,
+        init_scale: float = 1.0,
+        m_attn: float = 0.25,
+        m_mlp: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.input_bins, self.width, self.n_ctx = input_bins, width, n_ctx
+        self.merged_decoder, self.y_cond, self.only_encode = merged_decoder, y_cond, only_encode
+        self.x_emb = nn.Embedding(input_bins, width)
+        nn.init.normal_(self.x_emb.weight, std=0.02 * init_scale)
+        if not y_cond:
+            self.start_token = nn.Parameter(torch.randn(1, width) * (0.01 * init_scale))
+        self.pos_emb = nn.Parameter(torch.randn(n_ctx, width) * (0.01 * init_scale))
+        self.transformer = Transformer(
+            width,
+            depth,
+            heads,
+            n_ctx,
+            attn_order,
+            blocks=blocks,
+            m_attn=m_attn,
+            m_mlp=m_mlp,
+            encoder_dims=encoder_dims,
+            prime_len=prime_len,
+            init_scale=init_scale,
+        )
+        if not only_encode:
+            self.x_out = nn.Linear(width, input_bins, bias=False)
+            if not merged_decoder:
+                self.x_out.weight = self.x_emb.weight
+
+    def embed(self, x: torch.Tensor, x_cond: torch.Tensor | None, y_cond: torch.Tensor | None) -> torch.Tensor:
+        """Transformer input: shifted token embeddings, start slot, position embedding and `x_cond`."""
+        b, t = x.shape
+        if t > self.n_ctx:
+            raise ValueError(f"sequence of {t} tokens is longer than n_ctx={self.n_ctx}")
+        if self.y_cond:
+            if y_cond is None or y_cond.shape != (b, 1, self.width):
+                raise ValueError(f"y_cond of shape {(b, 1, self.width)} is required")
+            start = y_cond.to(self.x_emb.weight.dtype)
+        else:
+            if y_cond is not None:
+                raise ValueError("this prior has no label conditioning; y_cond must be None")
+            start = self.start_token.expand(b, 1, self.width)
+        h = torch.cat([start, self.x_emb(x[:, :-1])], dim=1)
+        h = h + self.pos_emb[:t]
+        if x_cond is not None:
+            h = h + x_cond
+        return h
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_cond: torch.Tensor | None = None,
+        y_cond: torch.Tensor | None = None,
+        encoder_kv: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+        x = x.long()
+        if x.dim() != 2:
+            x = x.reshape(x.shape[0], -1)
+        h = self.embed(x, x_cond, y_cond)
+        h = self.transformer(h, encoder_kv=encoder_kv)
+        if not self.merged_decoder and x_cond is not None:
+            h = h + x_cond
+        if self.only_encode:
+            return h
+        logits = self.x_out(h)
+        loss = F.cross_entropy(logits.reshape(-1, self.input_bins).float(), x.reshape(-1)) / math.log(2.0)
+        return loss, logits
+
+
+def convert_autoregressive_state_dict(
+    original_sd: dict[str, torch.Tensor], prefix: str = ""
+) -> dict[str, torch.Tensor]:
+    """Our `AutoregressivePrior` state dict from original `ConditionalAutoregressive2D` keys under `prefix`.
+
+    Keys outside `prefix` are left out, as are those that are not parameters of the prior itself.
+    """
+    selected: dict[str, torch.Tensor] = {}
+    for key, value in original_sd.items():
+        key = key.removeprefix("module.")
+        if key.startswith(prefix):
+            selected[key[len(prefix) :]] = value
+    out = {ours: selected[orig] for orig, ours in _PLAIN_KEYS.items() if orig in selected}
+    transformer_sd = {k: v for k, v in selected.items() if k.startswith("transformer._attn_mods.")}
+    out.update(convert_transformer_state_dict(transformer_sd))
+    return out
