@@ -109,13 +109,8 @@ class AudioFolder:
 
     def crop(self, rng: np.random.Generator) -> np.ndarray:
         """A float32 (sample_length,) mono crop; two draws from `rng` decide which file and where."""
-        # Drawing a position over all files' samples picks file i with probability length_i / total.
-        i = int(np.searchsorted(self._ends, rng.integers(self._ends[-1]), side="right"))
-        start = int(rng.integers(self.lengths[i] - self.sample_length + 1))
-        audio = read_segment(self.files[i], self.sr, start, self.sample_length)
-        if len(audio) < self.sample_length:  # header frame counts can be estimates (MP3 without a Xing tag)
-            audio = np.pad(audio, (0, self.sample_length - len(audio)))
-        return audio
+        i, start = draw_crop(rng, self._ends, self.lengths, self.sample_length)
+        return read_crop(self.files[i], self.sr, start, self.sample_length)
 
     def batch(self, seed: int, index: int, batch_size: int) -> torch.Tensor:
         """(batch_size, sample_length, 1) float32 crops, a pure function of (seed, index, batch_size)."""
@@ -124,6 +119,24 @@ class AudioFolder:
         rng = np.random.default_rng([seed, index])
         crops = np.stack([self.crop(rng) for _ in range(batch_size)])  # (B, T)
         return torch.from_numpy(crops).unsqueeze(-1)  # (B, T, 1)
+
+
+def draw_crop(rng: np.random.Generator, ends: np.ndarray, lengths: np.ndarray, sample_length: int) -> tuple[int, int]:
+    """(file, start) of a random crop: two draws from `rng`. `ends` = cumsum(lengths).
+
+    Drawing a position over all files' samples picks file i with probability lengths[i] / total; the start is
+    then uniform over the file's valid crop positions.
+    """
+    i = int(np.searchsorted(ends, rng.integers(ends[-1]), side="right"))
+    return i, int(rng.integers(lengths[i] - sample_length + 1))
+
+
+def read_crop(path: Path, sr: int, start: int, sample_length: int) -> np.ndarray:
+    """`sample_length` samples from `start` (only those frames decoded), zero-padded where the file ends early."""
+    audio = read_segment(path, sr, start, sample_length)
+    if len(audio) < sample_length:  # header frame counts can be estimates (MP3 without a Xing tag)
+        audio = np.pad(audio, (0, sample_length - len(audio)))
+    return audio
 
 
 def _scan(root: Path) -> list[Path]:

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from openjukebox.audio.io import read_segment, resampled_length
+from openjukebox.audio.io import resampled_length
+from openjukebox.data.audio_folder import draw_crop, read_crop
 from openjukebox.data.index import SongIndex, SongRecord
 from openjukebox.data.lyrics import (
     VOCAB_V2,
@@ -177,9 +178,7 @@ class SongCrops:
         s = self.songs[song]
         if not 0 <= offset <= s.length - self.sample_length:
             raise ValueError(f"offset {offset} outside [0, {s.length - self.sample_length}] for {s.path}")
-        audio = read_segment(s.path, self.sr, offset, self.sample_length)
-        if len(audio) < self.sample_length:  # header frame counts can be estimates (MP3 without a Xing tag)
-            audio = np.pad(audio, (0, self.sample_length - len(audio)))
+        audio = read_crop(s.path, self.sr, offset, self.sample_length)
         lyrics = None
         if self.n_tokens:
             if s.words is not None:
@@ -192,8 +191,7 @@ class SongCrops:
 
     def example(self, rng: np.random.Generator) -> SongExample:
         """A random example; two draws from `rng` decide the song (in proportion to its length) and the start."""
-        i = int(np.searchsorted(self._ends, rng.integers(self._ends[-1]), side="right"))
-        offset = int(rng.integers(self.lengths[i] - self.sample_length + 1))
+        i, offset = draw_crop(rng, self._ends, self.lengths, self.sample_length)
         return self.example_at(i, offset)
 
     def batch(self, seed: int, index: int, batch_size: int) -> dict[str, torch.Tensor]:
