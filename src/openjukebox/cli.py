@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from pathlib import Path
 
 from openjukebox import __version__
+from openjukebox.checkpoints.paths import default_vqvae_dir, resolve_vqvae_dir
 from openjukebox.errors import OpenJukeboxError
-
-
-def models_home() -> Path:
-    """Where imported models live: $OPENJUKEBOX_HOME/models (default ~/.openjukebox/models)."""
-    return Path(os.environ.get("OPENJUKEBOX_HOME", Path.home() / ".openjukebox")) / "models"
-
-
-def default_vqvae_dir() -> Path:
-    return models_home() / "official-vqvae"
 
 
 def _vqvae_option(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +29,7 @@ def _vqvae_option(parser: argparse.ArgumentParser) -> None:
 def _load_vqvae(path: Path | None):
     from openjukebox.checkpoints.vqvae import load_vqvae
 
-    if path is None:
-        path = default_vqvae_dir()
-        if not path.is_dir():
-            raise OpenJukeboxError(
-                f"no VQ-VAE at {path}; pass --vqvae DIR or run `openjukebox import vqvae.pth.tar` first"
-            )
-    return load_vqvae(path)
+    return load_vqvae(resolve_vqvae_dir(path))
 
 
 def _progress(desc: str):
@@ -162,8 +147,7 @@ def cmd_data_synth(args: argparse.Namespace) -> None:
 def cmd_data_encode(args: argparse.Namespace) -> None:
     from openjukebox.data.code_cache import encode_cli
 
-    if args.vqvae is None:
-        args.vqvae = default_vqvae_dir()
+    args.vqvae = resolve_vqvae_dir(args.vqvae)
     encode_cli(args)
 
 

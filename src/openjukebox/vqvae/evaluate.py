@@ -67,11 +67,12 @@ def format_table(result: dict[str, Any]) -> str:
 
 
 def evaluate_cli(args: argparse.Namespace) -> None:
-    from openjukebox.cli import _load_vqvae
+    from openjukebox.checkpoints.paths import resolve_vqvae_dir
+    from openjukebox.checkpoints.vqvae import load_vqvae
     from openjukebox.data.audio_folder import AudioFolder
     from openjukebox.fileio import write_json_atomic
 
-    model = _load_vqvae(args.vqvae)
+    model = load_vqvae(resolve_vqvae_dir(args.vqvae))
     crop = int(args.crop_seconds * model.config.sample_rate) // model.hop_lengths[-1] * model.hop_lengths[-1]
     folder = AudioFolder(args.data, model.config.sample_rate, crop)
     result = evaluate(model, folder, args.seconds, crop / model.config.sample_rate, seed=args.seed)
