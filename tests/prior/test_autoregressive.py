@@ -9,11 +9,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from openjukebox.prior.autoregressive import AutoregressivePrior, convert_autoregressive_state_dict
+from openjukebox.prior.autoregressive import AutoregressivePrior, bits_per_token, convert_autoregressive_state_dict
+from openjukebox.transformer import TransformerConfig
 
 reference = pytest.importorskip("jukebox_infer.prior.autoregressive")
 
 BINS, WIDTH, HEADS, N_CTX, BLOCKS, DEPTH, ATTN_ORDER = 64, 32, 2, 32, 4, 3, 2
+
+CONFIG = TransformerConfig(WIDTH, DEPTH, HEADS, N_CTX, ATTN_ORDER, blocks=BLOCKS)
 
 CASES = {
     # name: (merged_decoder, y_cond, x_cond)
@@ -46,9 +49,7 @@ def _build_pair(merged_decoder: bool, y_cond: bool, x_cond: bool):
     with torch.no_grad():  # random everything, so no parameter hides behind its init
         for p in ref.parameters():
             p.copy_(0.1 * torch.randn_like(p) + (1.0 if p.dim() == 1 and p.shape[0] == WIDTH else 0.0))
-    ours = AutoregressivePrior(
-        BINS, WIDTH, DEPTH, HEADS, N_CTX, ATTN_ORDER, BLOCKS, merged_decoder=merged_decoder, y_cond=y_cond
-    )
+    ours = AutoregressivePrior(CONFIG, BINS, merged_decoder=merged_decoder, y_cond=y_cond)
     ours.load_state_dict(convert_autoregressive_state_dict(ref.state_dict()), strict=True)
     return ref.eval(), ours.eval()
 
@@ -63,15 +64,17 @@ def test_forward_matches_original(case):
     yc = torch.randn(2, 1, WIDTH, generator=g) if y_cond else None
     with torch.no_grad():
         want_loss, want_logits = ref(x, x_cond=xc, y_cond=yc, get_preds=True)
-        got_loss, got_logits = ours(x, x_cond=xc, y_cond=yc)
+        got_logits = ours(x, x_cond=xc, y_cond=yc)
+        got_loss = bits_per_token(got_logits, x)
     assert got_logits.shape == (2, N_CTX, BINS)
     torch.testing.assert_close(got_logits, want_logits, atol=1e-5, rtol=0)
     assert abs(got_loss.item() - want_loss.item()) < 1e-5
 
 
 def test_tied_output_weight_only_without_merged_decoder():
-    tied = AutoregressivePrior(BINS, WIDTH, 1, HEADS, N_CTX, 0, None, merged_decoder=False, y_cond=True)
-    untied = AutoregressivePrior(BINS, WIDTH, 1, HEADS, N_CTX, 0, None, merged_decoder=True, y_cond=True)
+    config = TransformerConfig(WIDTH, 1, HEADS, N_CTX, attn_order=0)
+    tied = AutoregressivePrior(config, BINS, merged_decoder=False, y_cond=True)
+    untied = AutoregressivePrior(config, BINS, merged_decoder=True, y_cond=True)
     assert tied.x_out.weight is tied.x_emb.weight
     assert untied.x_out.weight is not untied.x_emb.weight
     assert not hasattr(tied, "start_token")
@@ -79,9 +82,7 @@ def test_tied_output_weight_only_without_merged_decoder():
 
 def test_only_encode_returns_activations():
     torch.manual_seed(0)
-    prior = AutoregressivePrior(
-        BINS, WIDTH, DEPTH, HEADS, N_CTX, ATTN_ORDER, BLOCKS, merged_decoder=True, y_cond=False, only_encode=True
-    )
+    prior = AutoregressivePrior(CONFIG, BINS, merged_decoder=True, y_cond=False, only_encode=True)
     acts = prior(torch.randint(0, BINS, (2, N_CTX)))
     assert acts.shape == (2, N_CTX, WIDTH)
     assert not hasattr(prior, "x_out")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from openjukebox.transformer import FactoredAttention, prime_keys_len
+from openjukebox.transformer import FactoredAttention, TransformerConfig, prime_keys_len
 
 WIDTH, HEADS, N_CTX, BLOCKS, PRIME_LEN = 16, 2, 32, 4, 9
 BC = N_CTX // BLOCKS  # 8
@@ -30,7 +30,8 @@ def expected_sources(kind: int, pos: int) -> set[int]:
 
 def _layer(kind: int, **extra) -> FactoredAttention:
     torch.manual_seed(kind)
-    layer = FactoredAttention(WIDTH, 16, HEADS, N_CTX, kind, blocks=BLOCKS, prime_len=PRIME_LEN, **extra).double()
+    config = TransformerConfig(WIDTH, 1, HEADS, N_CTX, m_attn=1.0, blocks=BLOCKS, prime_len=PRIME_LEN, **extra)
+    layer = FactoredAttention(config, kind).double()
     with torch.no_grad():
         for p in layer.parameters():
             p.copy_(0.2 * torch.randn_like(p))  # small enough that no softmax saturates
@@ -82,4 +83,4 @@ def test_bad_inputs_raise():
     with pytest.raises(AssertionError):
         _layer(6, encoder_dims=5)(torch.randn(1, N_CTX, WIDTH, dtype=torch.float64))
     with pytest.raises(AssertionError):
-        FactoredAttention(WIDTH, 16, HEADS, N_CTX, 4, blocks=BLOCKS)  # summary kind: not implemented
+        FactoredAttention(TransformerConfig(WIDTH, 1, HEADS, N_CTX, blocks=BLOCKS), 4)  # summary: not implemented

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from openjukebox.transformer import Transformer, attn_func_for_layer, convert_transformer_state_dict
+from openjukebox.transformer import Transformer, TransformerConfig, attn_func_for_layer, convert_transformer_state_dict
 
 reference = pytest.importorskip("jukebox_infer.transformer.transformer")
 
@@ -34,7 +34,7 @@ def _build_pair(attn_order: int):
     with torch.no_grad():  # random everything, LayerNorm affine included, so no parameter hides behind its init
         for p in ref.parameters():
             p.copy_(0.1 * torch.randn_like(p) + (1.0 if p.dim() == 1 and p.shape[0] == WIDTH else 0.0))
-    ours = Transformer(WIDTH, depth, HEADS, N_CTX, attn_order, blocks=BLOCKS, **extra)
+    ours = Transformer(TransformerConfig(WIDTH, depth, HEADS, N_CTX, attn_order, blocks=BLOCKS, **extra))
     ours.load_state_dict(convert_transformer_state_dict(ref.state_dict()), strict=True)
     return ref, ours, extra
 

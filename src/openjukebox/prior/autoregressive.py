@@ -5,7 +5,7 @@ Input at position t is the embedding of token t-1; position 0 holds the artist/g
 (n_ctx, W) and the per-position conditioning `x_cond` (from the upsampler conditioner, or zeros) are added,
 the factored-attention transformer runs, and (unless `merged_decoder`) `x_cond` is added once more before the
 output projection. Without `merged_decoder` the output projection shares its weight with the input embedding.
-The loss is the mean cross-entropy in bits per token (natural-log cross-entropy divided by ln 2).
+The loss (`bits_per_token`) is the mean cross-entropy in bits per token (natural-log cross-entropy / ln 2).
 
 `convert_autoregressive_state_dict` maps the original keys (under an optional prefix, e.g. `prior.`):
 
@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from openjukebox.transformer import Transformer
+from openjukebox.transformer import Transformer, TransformerConfig
 from openjukebox.transformer.keys import convert_transformer_state_dict
 
 _PLAIN_KEYS = {
@@ -37,48 +37,40 @@ _PLAIN_KEYS = {
 }
 
 
+def bits_per_token(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of logits (..., bins) against targets (...) in bits per token (computed in fp32)."""
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1).long()) / math.log(2.0)
+
+
 class AutoregressivePrior(nn.Module):
-    """Tokens (B, T) -> (loss in bits per token, logits (B, T, input_bins)); activations if `only_encode`."""
+    """Tokens (B, T) -> logits (B, T, input_bins), or the last activations (B, T, width) if `only_encode`.
+
+    Args:
+        config: the transformer stack (its n_ctx is the sequence length).
+        input_bins: vocabulary size.
+        merged_decoder: untied output projection and no second `x_cond` add (the 5b models).
+        y_cond: position 0 holds the label start embedding; otherwise a learned start token.
+        only_encode: no output projection (the 5b_lyrics lyrics encoder).
+    """
 
     def __init__(
         self,
+        config: TransformerConfig,
         input_bins: int,
-        width: int,
-        depth: int,
-        heads: int,
-        n_ctx: int,
-        attn_order: int,
-        blocks: int | None,
-        merged_decoder: bool,
-        y_cond: bool,
+        merged_decoder: bool = False,
+        y_cond: bool = False,
         only_encode: bool = False,
-        encoder_dims: int | None = None,
-        prime_len: int | None = None,
-        init_scale: float = 1.0,
-        m_attn: float = 0.25,
-        m_mlp: float = 1.0,
     ) -> None:
         super().__init__()
-        self.input_bins, self.width, self.n_ctx = input_bins, width, n_ctx
+        width, init_scale = config.width, config.init_scale
+        self.input_bins, self.width, self.n_ctx = input_bins, width, config.n_ctx
         self.merged_decoder, self.y_cond, self.only_encode = merged_decoder, y_cond, only_encode
         self.x_emb = nn.Embedding(input_bins, width)
         nn.init.normal_(self.x_emb.weight, std=0.02 * init_scale)
         if not y_cond:
             self.start_token = nn.Parameter(torch.randn(1, width) * (0.01 * init_scale))
-        self.pos_emb = nn.Parameter(torch.randn(n_ctx, width) * (0.01 * init_scale))
-        self.transformer = Transformer(
-            width,
-            depth,
-            heads,
-            n_ctx,
-            attn_order,
-            blocks=blocks,
-            m_attn=m_attn,
-            m_mlp=m_mlp,
-            encoder_dims=encoder_dims,
-            prime_len=prime_len,
-            init_scale=init_scale,
-        )
+        self.pos_emb = nn.Parameter(torch.randn(config.n_ctx, width) * (0.01 * init_scale))
+        self.transformer = Transformer(config)
         if not only_encode:
             self.x_out = nn.Linear(width, input_bins, bias=False)
             if not merged_decoder:
@@ -109,7 +101,11 @@ class AutoregressivePrior(nn.Module):
         x_cond: torch.Tensor | None = None,
         y_cond: torch.Tensor | None = None,
         encoder_kv: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor] | torch.Tensor:
+    ) -> torch.Tensor:
+        """x: (B, T) tokens; x_cond: (B, T, width) or (B, 1, width); y_cond: (B, 1, width); encoder_kv: (B, S, width).
+
+        Returns logits (B, T, input_bins), or activations (B, T, width) when `only_encode`.
+        """
         x = x.long()
         if x.dim() != 2:
             x = x.reshape(x.shape[0], -1)
@@ -119,9 +115,7 @@ class AutoregressivePrior(nn.Module):
             h = h + x_cond
         if self.only_encode:
             return h
-        logits = self.x_out(h)
-        loss = F.cross_entropy(logits.reshape(-1, self.input_bins).float(), x.reshape(-1)) / math.log(2.0)
-        return loss, logits
+        return self.x_out(h)
 
 
 def convert_autoregressive_state_dict(

@@ -89,7 +89,7 @@ _PROJ_KEY = re.compile(r"^cond\.model\.0\.(weight|bias)$")
 _PLAIN_KEYS = {"x_emb.weight": "x_emb.weight", "ln.weight": "ln.weight", "ln.bias": "ln.bias"}
 
 
-def _convert_key(key: str) -> str:
+def rename_conditioner_key(key: str) -> str:
     if key in _PLAIN_KEYS:
         return _PLAIN_KEYS[key]
     if m := _PROJ_KEY.match(key):
@@ -120,7 +120,7 @@ def convert_upsampler_conditioner_state_dict(original_sd: dict[str, torch.Tensor
             continue
         sub = key[len(ORIGINAL_PREFIX) :]
         try:
-            new_key = _convert_key(sub)
+            new_key = rename_conditioner_key(sub)
         except KeyError:
             raise KeyError(f"unrecognised upsampler conditioner key: {key}") from None
         if new_key in out:

@@ -2,6 +2,7 @@
 
 from openjukebox.transformer.attention import FactoredAttention, prime_keys_len
 from openjukebox.transformer.block import MLP, ResAttnBlock, Transformer, attn_func_for_layer
+from openjukebox.transformer.config import TransformerConfig
 from openjukebox.transformer.keys import convert_transformer_state_dict, rename_transformer_key
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "FactoredAttention",
     "ResAttnBlock",
     "Transformer",
+    "TransformerConfig",
     "attn_func_for_layer",
     "convert_transformer_state_dict",
     "prime_keys_len",

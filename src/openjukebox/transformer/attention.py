@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from openjukebox.transformer.config import TransformerConfig
+
 DENSE, BLOCK, TRANSPOSE_BLOCK, PREV_BLOCK, SUMMARY, SUMMARY_SPREAD, ENC_DEC, PRIME = range(8)
 SUPPORTED_KINDS = (DENSE, BLOCK, TRANSPOSE_BLOCK, PREV_BLOCK, ENC_DEC, PRIME)
 
@@ -56,50 +58,31 @@ class FactoredAttention(nn.Module):
     """One attention layer of kind `attn_func` over a (B, T, width) sequence.
 
     Args:
-        width: model width (input and output channels).
-        n_state: attention width (m_attn * width), split over `heads`.
-        heads: number of heads; d_head = n_state // heads.
-        n_ctx: full context length; with `blocks` it fixes block_ctx = n_ctx // blocks.
+        config: the stack's shape; this layer uses width, n_state (= m_attn * width) split over heads, n_ctx and
+            blocks (block_ctx = n_ctx // blocks, kinds 1, 2, 3, 7), encoder_dims (kind 6), prime_len (kind 7)
+            and init_scale (scales the N(0, 0.02) weight init).
         attn_func: the attention kind (see module docstring).
-        blocks: number of rows; needed by kinds 1, 2, 3, 7.
-        spread: only for the (unimplemented) summary-spread kind; must be None.
-        encoder_dims: encoder length for kind 6 (asserted on `encoder_kv`).
-        prime_len: number of lyric tokens at the start of the sequence, for kind 7.
         zero_out: initialise `proj` to zero (the original does this for encoder-decoder layers).
-        init_scale: scales the N(0, 0.02) weight init.
 
     Parameters (original names in brackets; see keys.py): `in_proj` [c_attn] fused q,k,v (q only for kind 6),
     `enc_kv` [c_enc_kv] k,v from encoder_kv (kind 6 only), `proj` [c_proj].
     """
 
-    def __init__(
-        self,
-        width: int,
-        n_state: int,
-        heads: int,
-        n_ctx: int,
-        attn_func: int,
-        blocks: int | None = None,
-        spread: int | None = None,
-        encoder_dims: int | None = None,
-        prime_len: int | None = None,
-        zero_out: bool = False,
-        init_scale: float = 1.0,
-    ):
+    def __init__(self, config: TransformerConfig, attn_func: int, zero_out: bool = False):
         super().__init__()
         assert attn_func in SUPPORTED_KINDS, f"attention kind {attn_func} not implemented (have {SUPPORTED_KINDS})"
-        assert spread is None, "summary-spread attention (kind 5) is not implemented"
-        assert n_state % heads == 0, f"n_state {n_state} not divisible by heads {heads}"
-        self.width, self.n_state, self.heads, self.n_ctx = width, n_state, heads, n_ctx
+        width, n_state, init_scale = config.width, config.n_state, config.init_scale
+        self.width, self.n_state, self.heads, self.n_ctx = width, n_state, config.heads, config.n_ctx
         self.attn_func = attn_func
-        self.blocks = blocks
-        self.encoder_dims = encoder_dims
-        self.prime_len = prime_len
+        self.blocks = config.blocks
+        self.encoder_dims = config.encoder_dims
+        self.prime_len = config.prime_len
         if attn_func in (BLOCK, TRANSPOSE_BLOCK, PREV_BLOCK, PRIME):
-            assert blocks is not None and n_ctx % blocks == 0, f"n_ctx {n_ctx} must be a multiple of blocks {blocks}"
+            assert self.blocks is not None, f"attention kind {attn_func} needs blocks"
         if attn_func == PRIME:
-            assert prime_len is not None, "prime attention needs prime_len"
+            assert self.prime_len is not None, "prime attention needs prime_len"
         if attn_func == ENC_DEC:
+            assert self.encoder_dims, "encoder-decoder attention needs encoder_dims"
             self.in_proj = _linear(width, n_state, init_scale)
             self.enc_kv = _linear(width, 2 * n_state, init_scale)
         else:

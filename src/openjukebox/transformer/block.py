@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, _linear
+from openjukebox.transformer.config import TransformerConfig
 
 # attn_order -> kind of layer d. Orders 3, 4, 5 use the summary kinds (not implemented) and are left out.
 _ROW_COL_PREV = [1, 2, 3]
@@ -67,39 +68,13 @@ class MLP(nn.Module):
 class ResAttnBlock(nn.Module):
     """One pre-LN block: h = x + a + mlp(LN1(x + a)) with a = attn(LN0(x)). [ln_0, attn, ln_1, mlp]"""
 
-    def __init__(
-        self,
-        width: int,
-        heads: int,
-        n_ctx: int,
-        attn_func: int,
-        blocks: int | None = None,
-        m_attn: float = 0.25,
-        m_mlp: float = 1.0,
-        spread: int | None = None,
-        encoder_dims: int | None = None,
-        prime_len: int | None = None,
-        zero_out: bool = False,
-        init_scale: float = 1.0,
-    ):
+    def __init__(self, config: TransformerConfig, attn_func: int, zero_out: bool = False):
         super().__init__()
         self.attn_func = attn_func
-        self.attn_norm = LayerNorm(width)
-        self.attn = FactoredAttention(
-            width,
-            int(m_attn * width),
-            heads,
-            n_ctx,
-            attn_func,
-            blocks=blocks,
-            spread=spread,
-            encoder_dims=encoder_dims,
-            prime_len=prime_len,
-            zero_out=zero_out,
-            init_scale=init_scale,
-        )
-        self.mlp_norm = LayerNorm(width)
-        self.mlp = MLP(width, int(m_mlp * width), zero_out=zero_out, init_scale=init_scale)
+        self.attn_norm = LayerNorm(config.width)
+        self.attn = FactoredAttention(config, attn_func, zero_out=zero_out)
+        self.mlp_norm = LayerNorm(config.width)
+        self.mlp = MLP(config.width, config.mlp_hidden, zero_out=zero_out, init_scale=config.init_scale)
 
     def forward(self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None) -> torch.Tensor:
         """x: (B, T, width); encoder_kv: (B, S, width) for cross-attention layers. Returns (B, T, width)."""
@@ -109,53 +84,18 @@ class ResAttnBlock(nn.Module):
 
 
 class Transformer(nn.Module):
-    """A stack of `depth` ResAttnBlocks whose attention kinds follow `attn_order`; no final LayerNorm.
+    """A stack of `config.depth` ResAttnBlocks whose attention kinds follow `config.attn_order`; no final LayerNorm.
 
-    Args:
-        width, depth, heads, n_ctx: model width, number of layers, attention heads, context length.
-        attn_order: layer schedule (see ATTN_ORDERS): 0 dense, 2 row/column/previous-row, 10 5b_lyrics,
-            12 1b_lyrics.
-        blocks: rows of the factorisation (block_ctx = n_ctx // blocks).
-        m_attn, m_mlp: attention width and MLP hidden width as fractions of `width`.
-        encoder_dims: encoder length for cross-attention layers; prime_len: lyric prefix length for prime layers.
-        init_scale: scales the weight init; cross-attention layers start with zeroed output projections.
+    Schedules (ATTN_ORDERS): 0 dense, 2 row/column/previous-row, 10 5b_lyrics, 12 1b_lyrics, 8 small
+    separate encoder-decoder. Cross-attention layers start with zeroed output projections, as in the original.
     """
 
-    def __init__(
-        self,
-        width: int,
-        depth: int,
-        heads: int,
-        n_ctx: int,
-        attn_order: int,
-        blocks: int | None = None,
-        m_attn: float = 0.25,
-        m_mlp: float = 1.0,
-        spread: int | None = None,
-        encoder_dims: int | None = None,
-        prime_len: int | None = None,
-        init_scale: float = 1.0,
-    ):
+    def __init__(self, config: TransformerConfig):
         super().__init__()
-        self.width, self.n_ctx = width, n_ctx
-        kinds = [attn_func_for_layer(attn_order, d) for d in range(depth)]
-        self.layers = nn.ModuleList(
-            ResAttnBlock(
-                width,
-                heads,
-                n_ctx,
-                kind,
-                blocks=blocks,
-                m_attn=m_attn,
-                m_mlp=m_mlp,
-                spread=spread,
-                encoder_dims=encoder_dims,
-                prime_len=prime_len,
-                zero_out=kind == ENC_DEC,
-                init_scale=init_scale,
-            )
-            for kind in kinds
-        )
+        self.config = config
+        self.width, self.n_ctx = config.width, config.n_ctx
+        kinds = [attn_func_for_layer(config.attn_order, d) for d in range(config.depth)]
+        self.layers = nn.ModuleList(ResAttnBlock(config, kind, zero_out=kind == ENC_DEC) for kind in kinds)
 
     @property
     def attn_funcs(self) -> list[int]:

@@ -1,0 +1,162 @@
+"""Reference priors: the original `SimplePrior` (from the test-only jukebox-infer package) beside ours.
+
+`build_pair(kind, size)` builds the original prior of one of the five released kinds (`5b`, `5b_lyrics`,
+`1b_lyrics`, `upsampler_level_1`, `upsampler_level_0`) with the original hyper-parameter set, shrunk by the
+overrides of `size`, fills every parameter with seeded random values, converts its state dict through our
+importer and loads it into our `Prior` built from the matching preset. `make_inputs` draws codes, upper-level
+codes and a valid label vector. Used by the parity tests and `bench/prior.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from types import SimpleNamespace
+
+import torch
+
+from openjukebox.prior import Prior, PriorConfig, convert_prior_state_dict, prior_preset
+
+KINDS = ("5b", "5b_lyrics", "1b_lyrics", "upsampler_level_1", "upsampler_level_0")
+_HPARAM_SET = {
+    "5b": "prior_5b",
+    "5b_lyrics": "prior_5b_lyrics",
+    "1b_lyrics": "prior_1b_lyrics",
+    "upsampler_level_1": "upsampler_level_1",
+    "upsampler_level_0": "upsampler_level_0",
+}
+
+# Shapes, as overrides of the official hyper-parameters (original names). "ci": small widths with the official
+# heads and schedules and enough depth for every layer kind; "official": the released widths, heads, contexts and
+# schedules with the depth cut (`depth` argument); "full": everything as released.
+SIZES: dict[str, dict[str, dict]] = {
+    "ci": {
+        "5b": dict(prior_width=64, prior_depth=3, n_ctx=128, blocks=8),
+        "5b_lyrics": dict(
+            prior_width=64,
+            prior_depth=19,
+            n_ctx=128,
+            blocks=8,
+            n_tokens=32,
+            prime_width=32,
+            prime_depth=3,
+            prime_blocks=4,
+        ),
+        "1b_lyrics": dict(prior_width=64, prior_depth=16, n_ctx=96, blocks=4, n_tokens=32),
+        "upsampler_level_1": dict(prior_width=32, prior_depth=3, n_ctx=128, blocks=8, cond_width=16, cond_depth=3),
+        "upsampler_level_0": dict(prior_width=32, prior_depth=3, n_ctx=128, blocks=8, cond_width=16, cond_depth=3),
+    },
+    "official": {kind: {} for kind in KINDS},
+}
+
+
+def _fake_vqvae(n_ctx: int, level: int) -> SimpleNamespace:
+    """What `make_prior` reads from a VQ-VAE: code shapes (for a window of n_ctx codes at `level`) and strides."""
+    hops = (8, 32, 128)
+    return SimpleNamespace(
+        l_bins=2048,
+        downs_t=(3, 2, 2),
+        strides_t=(2, 2, 2),
+        z_shapes=[(n_ctx * hops[level] // hop,) for hop in hops],
+        encode=None,
+        decode=None,
+    )
+
+
+def _our_config(kind: str, hp: dict) -> PriorConfig:
+    """Our preset for `kind` with the same overrides."""
+    config = prior_preset(kind)
+    fields = {}
+    for theirs, ours in (("prior_width", "width"), ("prior_depth", "depth"), ("n_ctx", "n_ctx"), ("blocks", "blocks")):
+        if theirs in hp:
+            fields[ours] = hp[theirs]
+    if config.lyrics is not None:
+        lyrics = config.lyrics
+        if "n_tokens" in hp:
+            lyrics = replace(lyrics, n_tokens=hp["n_tokens"])
+        if lyrics.encoder is not None:
+            enc = {k: hp[f"prime_{k}"] for k in ("width", "depth", "blocks") if f"prime_{k}" in hp}
+            lyrics = replace(lyrics, encoder=replace(lyrics.encoder, **enc))
+        fields["lyrics"] = lyrics
+    if config.conditioner is not None:
+        cond = {k: hp[f"cond_{k}"] for k in ("width", "depth") if f"cond_{k}" in hp}
+        fields["conditioner"] = replace(config.conditioner, **cond)
+    return replace(config, **fields)
+
+
+def _randomise_(model: torch.nn.Module, seed: int) -> None:
+    """Seeded random values everywhere (LayerNorm gains around 1), so no parameter hides behind its init."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float32)
+            if name.endswith(("ln_0.weight", "ln_1.weight", "ln.weight", "prime_state_ln.weight")):
+                p.copy_(1.0 + 0.1 * noise)
+            else:
+                p.copy_(0.02 * noise)
+
+
+def build_reference(kind: str, size: str = "ci", depth: int | None = None, seed: int = 0) -> torch.nn.Module:
+    from jukebox_infer.hparams import setup_hparams
+    from jukebox_infer.make_models import make_prior
+
+    hp = dict(SIZES[size][kind])
+    if depth is not None:
+        hp["prior_depth"] = depth
+    hps = setup_hparams(_HPARAM_SET[kind], dict(restore_prior="", fp16_params=False, **hp))
+    ref = make_prior(hps, _fake_vqvae(hps.n_ctx, hps.level), device="cpu", auto_download=False)
+    ref.train()  # the original's training path (q and k each scaled by d_head^-1/4)
+    _randomise_(ref, seed)
+    return ref
+
+
+def build_pair(kind: str, size: str = "ci", depth: int | None = None, seed: int = 0):
+    """(original SimplePrior, our Prior with the same weights)."""
+    hp = dict(SIZES[size][kind])
+    if depth is not None:
+        hp["prior_depth"] = depth
+    ref = build_reference(kind, size, depth, seed)
+    ours = Prior(_our_config(kind, hp))
+    ours.load_state_dict(convert_prior_state_dict(ref.state_dict()), strict=True)
+    return ref, ours
+
+
+def make_inputs(config: PriorConfig, batch: int = 2, seed: int = 1) -> dict:
+    """codes (B, n_ctx), upper (B, n_ctx / 4) or None, y (B, y_length): a valid label vector for `config`."""
+    g = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, config.bins, (batch, config.n_ctx), generator=g)
+    upper = None
+    if config.cond_downsample is not None:
+        upper = torch.randint(0, config.bins, (batch, config.n_ctx // config.cond_downsample), generator=g)
+    labels = config.labels
+    sr = config.sample_rate
+    total = torch.full((batch, 1), int(sr * (labels.min_duration or 60.0) * 1.5) + config.sample_length)
+    offset = torch.randint(0, int(total[0, 0]) - config.sample_length, (batch, 1), generator=g)
+    length = torch.full((batch, 1), config.sample_length)
+    artist = torch.randint(0, labels.artist_bins, (batch, 1), generator=g)
+    n_genres = labels.max_bow_genre_size
+    genre = torch.randint(0, labels.genre_bins, (batch, n_genres), generator=g)
+    if n_genres > 1:
+        genre[:, math.ceil(n_genres / 2) :] = -1  # unused slots
+    parts = [total, offset, length, artist, genre]
+    if config.n_tokens:
+        parts.append(torch.randint(0, config.lyrics.n_vocab, (batch, config.n_tokens), generator=g))
+    return dict(codes=codes, upper=upper, y=torch.cat(parts, dim=1).long())
+
+
+def reference_forward(ref: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor, dict]:
+    """The original's teacher-forced loss and metrics (with logits as metrics['preds']).
+
+    Run one sample at a time: the original's lyric loss `view`s a slice of y, which only works for batches of 1
+    (its released training used one sample per GPU). Every sample has the same number of tokens, so the batch
+    losses are the means of the per-sample ones.
+    """
+    losses, metrics = [], []
+    for i in range(inputs["codes"].shape[0]):
+        z_conds = [inputs["upper"][i : i + 1]] if inputs["upper"] is not None else []
+        loss, m = ref.z_forward(inputs["codes"][i : i + 1], z_conds=z_conds, y=inputs["y"][i : i + 1], get_preds=True)
+        losses.append(loss)
+        metrics.append(m)
+    merged = {k: torch.stack([m[k] for m in metrics]).mean(0) for k in ("gen_loss", "prime_loss")}
+    merged["preds"] = torch.cat([m["preds"] for m in metrics])
+    return torch.stack(losses).mean(0), merged
