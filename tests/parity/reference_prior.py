@@ -110,15 +110,27 @@ def build_reference(kind: str, size: str = "ci", depth: int | None = None, seed:
     return ref
 
 
-def build_pair(kind: str, size: str = "ci", depth: int | None = None, seed: int = 0):
-    """(original SimplePrior, our Prior with the same weights)."""
+def our_config(kind: str, size: str = "ci", depth: int | None = None) -> PriorConfig:
     hp = dict(SIZES[size][kind])
     if depth is not None:
         hp["prior_depth"] = depth
+    return _our_config(kind, hp)
+
+
+def load_ours(config: PriorConfig, original_state: dict[str, torch.Tensor]) -> Prior:
+    """Our prior holding the converted original weights, built without allocating a second random copy."""
+    with torch.device("meta"):
+        ours = Prior(config)
+    ours.load_state_dict(convert_prior_state_dict(original_state), strict=True, assign=True)
+    if not config.merged_decoder:  # assign=True replaced the shared Parameter: tie the output projection again
+        ours.prior.x_out.weight = ours.prior.x_emb.weight
+    return ours
+
+
+def build_pair(kind: str, size: str = "ci", depth: int | None = None, seed: int = 0):
+    """(original SimplePrior, our Prior with the same weights)."""
     ref = build_reference(kind, size, depth, seed)
-    ours = Prior(_our_config(kind, hp))
-    ours.load_state_dict(convert_prior_state_dict(ref.state_dict()), strict=True)
-    return ref, ours
+    return ref, load_ours(our_config(kind, size, depth), ref.state_dict())
 
 
 def make_inputs(config: PriorConfig, batch: int = 2, seed: int = 1) -> dict:

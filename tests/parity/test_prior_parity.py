@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_prior import KINDS, build_pair, make_inputs, reference_forward
+from reference_prior import KINDS, build_pair, build_reference, load_ours, make_inputs, our_config, reference_forward
 
 pytest.importorskip("jukebox_infer")
 
@@ -22,16 +22,23 @@ def _cpu_long_tensor(monkeypatch):
 
 
 def _check(kind: str, size: str, depth: int | None = None, atol: float = 1e-4) -> None:
-    ref, ours = build_pair(kind, size, depth)
-    ours.train()
-    inputs = make_inputs(ours.config)
+    # Reference outputs first, then the reference is dropped before ours is loaded (official widths need ~5 GB
+    # per copy of the 5b_lyrics stack): peak memory stays at about two copies of the weights.
+    config = our_config(kind, size, depth)
+    inputs = make_inputs(config)
+    ref = build_reference(kind, size, depth)
     with torch.no_grad():
         want_loss, metrics = reference_forward(ref, inputs)
+    state = ref.state_dict()
+    del ref
+    ours = load_ours(config, state).train()
+    del state
+    with torch.no_grad():
         got = ours(inputs["codes"], inputs["upper"], inputs["y"])
     want_logits = metrics["preds"]
-    if ours.config.merged:  # the original returns logits over [lyrics | music] and the merged vocabulary
-        want_logits = want_logits[:, ours.config.n_tokens :, ours.n_vocab :]
-    assert got.logits.shape == want_logits.shape == (2, ours.config.n_ctx, 2048)
+    if config.merged:  # the original returns logits over [lyrics | music] and the merged vocabulary
+        want_logits = want_logits[:, config.n_tokens :, ours.n_vocab :]
+    assert got.logits.shape == want_logits.shape == (2, config.n_ctx, 2048)
     torch.testing.assert_close(got.logits, want_logits, atol=atol, rtol=0)
     torch.testing.assert_close(got.music_loss, metrics["gen_loss"], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got.lyric_loss, metrics["prime_loss"].float(), atol=1e-5, rtol=1e-5)
