@@ -63,7 +63,7 @@ def test_conditioning_shapes(level):
     config = prior_preset("tiny", level)
     prior = Prior(config)
     b = 3
-    upper = torch.randint(0, 2048, (b, config.n_ctx // 4)) if level < 2 else None
+    upper = torch.randint(0, config.bins, (b, config.n_ctx // 4)) if level < 2 else None
     x_cond, y_cond, lyrics = prior.conditioning(_y(config, b), upper, b)
     assert x_cond.shape == (b, config.n_ctx, config.width)  # timing signal (top) or upsampled codes above
     assert y_cond.shape == (b, 1, config.width)
@@ -76,11 +76,11 @@ def test_conditioning_shapes(level):
 def test_loss_weights_lyric_and_music_terms():
     torch.manual_seed(0)
     config = prior_preset("tiny", 2)
-    out = Prior(config)(torch.randint(0, 2048, (2, config.n_ctx)), y=_y(config))
+    out = Prior(config)(torch.randint(0, config.bins, (2, config.n_ctx)), y=_y(config))
     n_tok, n_ctx = config.n_tokens, config.n_ctx
     want = 0.4 * out.lyric_loss * n_tok / (n_tok + n_ctx) + out.music_loss * n_ctx / (n_tok + n_ctx)
     torch.testing.assert_close(out.loss, want)
-    assert out.lyric_loss > 0 and out.logits.shape == (2, n_ctx, 2048)
+    assert out.lyric_loss > 0 and out.logits.shape == (2, n_ctx, config.bins)
 
 
 def test_grow_labels_keeps_existing_rows():
@@ -96,18 +96,18 @@ def test_grow_labels_keeps_existing_rows():
     assert prior.config.labels.artist_bins == 70
     y = _y(prior.config)
     y[:, 3] = 69  # a new artist id now works
-    prior(torch.randint(0, 2048, (2, 64)), y=y)
+    prior(torch.randint(0, 64, (2, 64)), y=y)
     with pytest.raises(ValueError, match="only grow"):
         prior.grow_labels(artist_bins=10, genre_bins=64)
 
 
 def test_bad_inputs_raise_clear_errors():
     prior = Prior(prior_preset("tiny", 1))
-    codes = torch.randint(0, 2048, (2, 64))
+    codes = torch.randint(0, 64, (2, 64))
     with pytest.raises(ValueError, match="level above"):
         prior(codes, None, _y(prior.config))
     with pytest.raises(ValueError, match="y of shape"):
-        prior(codes, torch.randint(0, 2048, (2, 16)), None)
+        prior(codes, torch.randint(0, 64, (2, 16)), None)
     with pytest.raises(ValueError, match="whole windows"):
-        prior(codes[:, :32], torch.randint(0, 2048, (2, 16)), _y(prior.config))
-    assert math.isfinite(prior(codes, torch.randint(0, 2048, (2, 16)), _y(prior.config)).loss.item())
+        prior(codes[:, :32], torch.randint(0, 64, (2, 16)), _y(prior.config))
+    assert math.isfinite(prior(codes, torch.randint(0, 64, (2, 16)), _y(prior.config)).loss.item())

@@ -19,7 +19,7 @@ Presets (`prior_preset(name, level)`):
 
 The official presets exist for one level each; `small` and `tiny` build a top prior at level 2 (lyrics
 encoder with cross-attention every tenth layer, as the original's `small_sep_enc_dec_prior`) and an upsampler
-at levels 1 and 0.
+at levels 1 and 0. Their code counts match the VQ-VAE presets of the same names (512 and 64 codes per level).
 """
 
 from __future__ import annotations
@@ -307,10 +307,18 @@ OFFICIAL_PRESETS: dict[str, PriorConfig] = {
 
 
 def _own_preset(
-    level: int, *, n_ctx: int, width: int, heads: int, blocks: int, n_tokens: int, encoder: LyricsEncoderConfig
+    level: int,
+    *,
+    bins: int,
+    n_ctx: int,
+    width: int,
+    heads: int,
+    blocks: int,
+    n_tokens: int,
+    encoder: LyricsEncoderConfig,
 ) -> PriorConfig:
     """Our own top prior (level 2) or upsampler (levels 0, 1): labels from our vocabularies."""
-    common = dict(level=level, n_ctx=n_ctx, width=width, heads=heads, blocks=blocks, init_scale=0.7)
+    common = dict(level=level, bins=bins, n_ctx=n_ctx, width=width, heads=heads, blocks=blocks, init_scale=0.7)
     if level == 2:
         window = n_ctx * 128 / 44100
         return PriorConfig(
@@ -352,10 +360,10 @@ def prior_preset(name: str, level: int | None = None) -> PriorConfig:
         raise OpenJukeboxError(f"level must be 0, 1 or 2, not {level}")
     if name == "small":
         encoder = LyricsEncoderConfig(width=128, depth=3, heads=2, attn_order=2, blocks=8, init_scale=0.7)
-        return _own_preset(level, n_ctx=1024, width=256, heads=2, blocks=16, n_tokens=128, encoder=encoder)
+        return _own_preset(level, bins=512, n_ctx=1024, width=256, heads=2, blocks=16, n_tokens=128, encoder=encoder)
     if name == "tiny":
         encoder = LyricsEncoderConfig(width=32, depth=2, heads=2, attn_order=2, blocks=4, init_scale=0.7)
-        return _own_preset(level, n_ctx=64, width=32, heads=2, blocks=4, n_tokens=16, encoder=encoder)
+        return _own_preset(level, bins=64, n_ctx=64, width=32, heads=2, blocks=4, n_tokens=16, encoder=encoder)
     raise OpenJukeboxError(f"unknown prior preset {name!r}; known: {', '.join(PRESET_NAMES)}")
 
 
