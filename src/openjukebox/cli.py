@@ -132,6 +132,12 @@ def cmd_vqvae_eval(args: argparse.Namespace) -> None:
     evaluate_cli(args)
 
 
+def cmd_prior_train(args: argparse.Namespace) -> None:
+    from openjukebox.prior.train import train_prior
+
+    train_prior(args)
+
+
 def cmd_data_index(args: argparse.Namespace) -> None:
     from openjukebox.data.index import index_cli
 
@@ -149,6 +155,12 @@ def cmd_data_encode(args: argparse.Namespace) -> None:
 
     args.vqvae = resolve_vqvae_dir(args.vqvae)
     encode_cli(args)
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from openjukebox.sample.cli import sample_cli
+
+    sample_cli(args)
 
 
 # --- parser -----------------------------------------------------------------------------------------------
@@ -182,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     _vqvae_option(p)
     p.set_defaults(func=cmd_decode)
 
+    p = sub.add_parser(
+        "sample",
+        help="generate songs (all three levels, windowed, resumable) into a run folder",
+        description="Generate songs with a released model or one of ours. Every window is saved, so an "
+        "interrupted run continues with `openjukebox sample --resume RUN_DIR` and gives the same bits.",
+    )
+    from openjukebox.sample.cli import add_sample_arguments
+
+    add_sample_arguments(p)
+    p.set_defaults(func=cmd_sample)
+
     vq = sub.add_parser("vqvae", help="train or evaluate a VQ-VAE").add_subparsers(
         dest="vqvae_command", required=True, metavar="ACTION"
     )
@@ -199,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
     _vqvae_option(p)
     p.set_defaults(func=cmd_vqvae_eval)
+
+    pr = sub.add_parser("prior", help="train a prior (one level) on the cached codes of a dataset").add_subparsers(
+        dest="prior_command", required=True, metavar="ACTION"
+    )
+    from openjukebox.prior.train import add_train_arguments as add_prior_train_arguments
+
+    p = pr.add_parser(
+        "train", help="train one level's prior (top prior or upsampler) on the codes cached by `data encode`"
+    )
+    add_prior_train_arguments(p)
+    p.set_defaults(func=cmd_prior_train)
 
     data = sub.add_parser("data", help="song datasets: index a folder of songs with their metadata").add_subparsers(
         dest="data_command", required=True, metavar="ACTION"

@@ -30,7 +30,9 @@ def save_prior(
     labels = model.config.labels
     if labels is not None and labels.ids == "ours":
         if artists is None or genres is None:
-            raise OpenJukeboxError("a prior with its own label ids must be saved with its artist and genre vocabularies")
+            raise OpenJukeboxError(
+                "a prior with its own label ids must be saved with its artist and genre vocabularies"
+            )
         if len(artists) > labels.artist_bins or len(genres) > labels.genre_bins:
             raise OpenJukeboxError(
                 f"vocabularies ({len(artists)} artists, {len(genres)} genres) exceed the label tables "

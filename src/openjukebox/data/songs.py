@@ -14,13 +14,18 @@ length, at a uniform start, and a batch is a pure function of (seed, index): no 
 step number, buildable by any DataLoader worker in any order. Only the crop's frames are decoded.
 
 Songs shorter than one crop are skipped and listed in `SongCrops.rejected`.
+
+The per-song labels (`song_labels` -> `SongLabels`, with its lyric window and label vector) and the name -> id
+maps (`VocabularyIds` for our own vocabularies, `OfficialIds` for the released models' tables) are shared with
+`openjukebox.data.code_crops`, which cuts the same labelled crops from cached VQ-VAE codes instead of audio.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -36,6 +41,7 @@ from openjukebox.data.lyrics import (
     lyric_window,
     lyric_window_from_words,
 )
+from openjukebox.data.official_ids import IdTable
 from openjukebox.data.vocab import Vocabulary, genre_words
 from openjukebox.errors import OpenJukeboxError
 
@@ -44,10 +50,7 @@ log = logging.getLogger(__name__)
 
 def song_genre_words(record: SongRecord) -> list[str]:
     """The v2 bag of genre words of a song: the words of each of its genres, in order, without repeats."""
-    words: dict[str, None] = {}
-    for genre in record.genres:
-        words.update(dict.fromkeys(genre_words(genre)))
-    return list(words)
+    return _genre_word_bag(record.genres)
 
 
 def build_vocabularies(index: SongIndex, min_count: int = 1) -> tuple[Vocabulary, Vocabulary]:
@@ -57,6 +60,133 @@ def build_vocabularies(index: SongIndex, min_count: int = 1) -> tuple[Vocabulary
     artists = Vocabulary.build((s.artist or "" for s in songs), min_count, kind="artist")
     genres = Vocabulary.build((w for s in songs for w in song_genre_words(s)), min_count, kind="genre")
     return artists, genres
+
+
+class LabelIds(Protocol):
+    """How a song's artist and genres become label ids. Unknown names go to id 0 (the unknown bucket)."""
+
+    def artist_id(self, artist: str | None) -> int: ...
+
+    def genre_ids(self, genres: list[str]) -> list[int]: ...
+
+    def unknown(self) -> list[str]:
+        """The names looked up so far that fell back to id 0, for one warning."""
+        ...
+
+
+@dataclass
+class VocabularyIds:
+    """Our own ids (`labels.ids == "ours"`): names looked up in the vocabularies saved with the model; genres
+    as the v2 bag of genre words."""
+
+    artists: Vocabulary
+    genres: Vocabulary
+    _unknown: dict[str, None] = field(default_factory=dict, repr=False)
+
+    def _get(self, vocab: Vocabulary, name: str) -> int:
+        i = vocab.get(name, None)
+        if i is None:
+            self._unknown[f"{vocab.kind} {name!r}"] = None
+        return i or 0
+
+    def artist_id(self, artist: str | None) -> int:
+        return self._get(self.artists, artist or "")
+
+    def genre_ids(self, genres: list[str]) -> list[int]:
+        return [self._get(self.genres, w) for w in _genre_word_bag(genres)]
+
+    def unknown(self) -> list[str]:
+        return list(self._unknown)
+
+
+@dataclass
+class OfficialIds:
+    """The released models' ids (`labels.ids` "v2" or "v3", from `load_official_ids`): v2 genres are bags of
+    words, v3 genres one whole phrase; as in the original, unknown names map to id 0."""
+
+    artists: IdTable
+    genres: IdTable
+    _unknown: dict[str, None] = field(default_factory=dict, repr=False)
+
+    def _get(self, table: IdTable, name: str) -> list[int]:
+        ids = table.get(name, -1)
+        if -1 in ids:
+            self._unknown[f"{table.kind} {name!r}"] = None
+        return [max(i, 0) for i in ids]
+
+    def artist_id(self, artist: str | None) -> int:
+        return self._get(self.artists, artist or "unknown")[0]
+
+    def genre_ids(self, genres: list[str]) -> list[int]:
+        if self.genres.version == "v3":
+            return self._get(self.genres, genres[0]) if genres else []
+        ids = [i for g in genres for i in self._get(self.genres, g)]
+        return list(dict.fromkeys(ids))
+
+    def unknown(self) -> list[str]:
+        return list(self._unknown)
+
+
+def _genre_word_bag(genres: list[str]) -> list[str]:
+    words: dict[str, None] = {}
+    for genre in genres:
+        words.update(dict.fromkeys(genre_words(genre)))
+    return list(words)
+
+
+@dataclass(frozen=True)
+class SongLabels:
+    """The labels of one song that do not depend on the crop.
+
+    length: the song's length in samples. artist: artist id. genre: (max_genres,) int64 ids, -1 = padding.
+    tokens: (n,) int64 full lyric tokens (unused when `words` is set). words: spans in samples, or None.
+    """
+
+    length: int
+    artist: int
+    genre: np.ndarray
+    tokens: np.ndarray
+    words: tuple[TimedWord, ...] | None
+
+    def lyrics(self, offset: int, sample_length: int, n_tokens: int, vocab: LyricsVocab) -> np.ndarray | None:
+        """(n_tokens,) int64 lyric window of the crop [offset, offset + sample_length), or None if n_tokens == 0."""
+        if not n_tokens:
+            return None
+        if self.words is not None:
+            return lyric_window_from_words(self.words, self.length, offset, sample_length, n_tokens, vocab)[0]
+        return lyric_window(self.tokens, self.length, offset, sample_length, n_tokens)[0]
+
+    def label_vector(self, offset: int, sample_length: int, lyrics: np.ndarray | None) -> np.ndarray:
+        """The original label vector y (4 + max_genres + n_tokens,) int64:
+        [total_length, offset, sample_length, artist, genres..., lyric tokens...]."""
+        parts = [np.array([self.length, offset, sample_length, self.artist], dtype=np.int64), self.genre]
+        if lyrics is not None:
+            parts.append(lyrics)
+        return np.concatenate(parts)
+
+
+def song_labels(
+    record: SongRecord,
+    length: int,
+    sr: int,
+    ids: LabelIds,
+    *,
+    n_tokens: int = 0,
+    lyrics_vocab: LyricsVocab = VOCAB_V2,
+    max_genres: int = 5,
+) -> SongLabels:
+    """The labels of `record`, a song of `length` samples at rate `sr`."""
+    genre = np.full(max_genres, -1, dtype=np.int64)
+    genre_ids = ids.genre_ids(record.genres)[:max_genres] or [0]  # no genre: the unknown bucket
+    genre[: len(genre_ids)] = genre_ids
+    words = None
+    tokens = np.zeros(0, dtype=np.int64)
+    if n_tokens:
+        if record.words:
+            words = tuple(TimedWord(w.word, w.start * sr, w.end * sr) for w in record.words)
+        else:
+            tokens = encode_lyrics(record.lyrics or "", lyrics_vocab).tokens
+    return SongLabels(length, ids.artist_id(record.artist), genre, tokens, words)
 
 
 @dataclass(frozen=True)
@@ -80,13 +210,8 @@ class SongExample:
 
 
 @dataclass(frozen=True)
-class _Song:
+class _Song(SongLabels):
     path: Path
-    length: int  # samples at sr
-    artist: int
-    genre: np.ndarray  # (max_genres,) int64
-    tokens: np.ndarray  # (n,) int64 full lyric tokens (unused when words is not None)
-    words: tuple[TimedWord, ...] | None  # spans in samples at sr
 
 
 class SongCrops:
@@ -129,6 +254,7 @@ class SongCrops:
         self.n_tokens = n_tokens
         self.lyrics_vocab = lyrics_vocab
         self.max_genres = max_genres
+        self.ids = VocabularyIds(artists, genres)
         self.songs: list[_Song] = []
         self.rejected: list[tuple[str, str]] = []  # (path relative to root, reason)
         records = index.songs()
@@ -151,18 +277,18 @@ class SongCrops:
         self._ends = np.cumsum(self.lengths)
 
     def _song(self, r: SongRecord, length: int) -> _Song:
-        genre = np.full(self.max_genres, -1, dtype=np.int64)
-        ids = [self.genres.get(w, 0) for w in song_genre_words(r)] or [0]  # no genre: the unknown bucket
-        ids = ids[: self.max_genres]
-        genre[: len(ids)] = ids
-        words = None
-        tokens = np.zeros(0, dtype=np.int64)
-        if self.n_tokens:
-            if r.words:
-                words = tuple(TimedWord(w.word, w.start * self.sr, w.end * self.sr) for w in r.words)
-            else:
-                tokens = encode_lyrics(r.lyrics or "", self.lyrics_vocab).tokens
-        return _Song(self.root / r.path, length, self.artists.get(r.artist or "", 0), genre, tokens, words)
+        labels = song_labels(
+            r,
+            length,
+            self.sr,
+            self.ids,
+            n_tokens=self.n_tokens,
+            lyrics_vocab=self.lyrics_vocab,
+            max_genres=self.max_genres,
+        )
+        return _Song(
+            **{name: getattr(labels, name) for name in SongLabels.__dataclass_fields__}, path=self.root / r.path
+        )
 
     def __len__(self) -> int:
         return len(self.songs)
@@ -179,14 +305,7 @@ class SongCrops:
         if not 0 <= offset <= s.length - self.sample_length:
             raise ValueError(f"offset {offset} outside [0, {s.length - self.sample_length}] for {s.path}")
         audio = read_crop(s.path, self.sr, offset, self.sample_length)
-        lyrics = None
-        if self.n_tokens:
-            if s.words is not None:
-                lyrics, _ = lyric_window_from_words(
-                    s.words, s.length, offset, self.sample_length, self.n_tokens, self.lyrics_vocab
-                )
-            else:
-                lyrics, _ = lyric_window(s.tokens, s.length, offset, self.sample_length, self.n_tokens)
+        lyrics = s.lyrics(offset, self.sample_length, self.n_tokens, self.lyrics_vocab)
         return SongExample(audio, s.artist, s.genre.copy(), s.length, offset, lyrics, song)
 
     def example(self, rng: np.random.Generator) -> SongExample:

@@ -11,6 +11,7 @@ from openjukebox.prior.config import (
     prior_preset,
 )
 from openjukebox.prior.keys import convert_prior_state_dict, rename_prior_key
+from openjukebox.prior.labeller import Labeller, Labels, SongLyrics, SongMeta
 from openjukebox.prior.labels import LABEL_KEY_MAP, LabelConditioner, convert_label_state_dict, range_bins
 from openjukebox.prior.model import Prior, PriorOutput
 from openjukebox.prior.upsampler import UpsamplerConditioner, convert_upsampler_conditioner_state_dict
@@ -22,11 +23,15 @@ __all__ = [
     "ConditionerConfig",
     "LabelConditioner",
     "LabelConfig",
+    "Labeller",
+    "Labels",
     "LyricsConfig",
     "LyricsEncoderConfig",
     "Prior",
     "PriorConfig",
     "PriorOutput",
+    "SongLyrics",
+    "SongMeta",
     "UpsamplerConditioner",
     "bits_per_token",
     "convert_autoregressive_state_dict",

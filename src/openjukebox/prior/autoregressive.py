@@ -7,6 +7,10 @@ the factored-attention transformer runs, and (unless `merged_decoder`) `x_cond` 
 output projection. Without `merged_decoder` the output projection shares its weight with the input embedding.
 The loss (`bits_per_token`) is the mean cross-entropy in bits per token (natural-log cross-entropy / ln 2).
 
+Sampling (the original's `sample` / `primed_sample`) decodes incrementally: `new_cache` preallocates the
+transformer's key/value cache and `forward_cached` appends tokens to the input sequence [start, x_0, x_1, ...]
+and returns the logits at the new positions; the token loop and logit filtering live in `prior/sampling.py`.
+
 `convert_autoregressive_state_dict` maps the original keys (under an optional prefix, e.g. `prior.`):
 
 | original                   | ours                        |
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from openjukebox.transformer import Transformer, TransformerConfig
+from openjukebox.transformer.block import TransformerCache
 from openjukebox.transformer.keys import convert_transformer_state_dict
 
 _PLAIN_KEYS = {
@@ -113,6 +118,60 @@ class AutoregressivePrior(nn.Module):
         h = self.transformer(h, encoder_kv=encoder_kv)
         if not self.merged_decoder and x_cond is not None:
             h = h + x_cond
+        if self.only_encode:
+            return h
+        return self.x_out(h)
+
+    # -- incremental decoding ------------------------------------------------------------------------------------
+
+    def new_cache(self, batch: int, encoder_kv: torch.Tensor | None = None) -> TransformerCache:
+        """Empty key/value caches for decoding `batch` sequences; encoder_kv (B, S, width) for cross-attention."""
+        return self.transformer.new_cache(batch, encoder_kv)
+
+    def forward_cached(
+        self,
+        x: torch.Tensor,
+        cache: TransformerCache,
+        x_cond: torch.Tensor | None = None,
+        y_cond: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Append tokens to the input sequence [start, x_0, x_1, ...] and return the logits at the new positions.
+
+        The first call (empty cache) also places the start slot (y_cond, or the learned start token) at position
+        0, so it computes x.shape[1] + 1 positions; later calls compute x.shape[1]. The logits at position p
+        predict token p, so feeding the tokens sampled so far always yields the next token's logits.
+
+        Args:
+            x: (B, L) tokens, L >= 0 (L = 0 only on the first call).
+            cache: from `new_cache`, updated in place.
+            x_cond: (B, T, width) over the whole sequence (T >= the last position + 1) or (B, 1, width).
+            y_cond: (B, 1, width) when the prior has label conditioning.
+        Returns:
+            logits (B, L', input_bins), or activations (B, L', width) when `only_encode`.
+        """
+        b, start = x.shape[0], cache.length
+        h = self.x_emb(x.long())  # (B, L, W)
+        if start == 0:
+            if self.y_cond:
+                if y_cond is None or y_cond.shape != (b, 1, self.width):
+                    raise ValueError(f"y_cond of shape {(b, 1, self.width)} is required")
+                first = y_cond.to(self.x_emb.weight.dtype)
+            else:
+                if y_cond is not None:
+                    raise ValueError("this prior has no label conditioning; y_cond must be None")
+                first = self.start_token.expand(b, 1, self.width)
+            h = torch.cat([first, h], dim=1)
+        n = h.shape[1]
+        if n == 0 or start + n > self.n_ctx:
+            raise ValueError(f"cannot decode positions {start}..{start + n - 1} of a context of {self.n_ctx}")
+        h = h + self.pos_emb[start : start + n]
+        cond = None
+        if x_cond is not None:
+            cond = x_cond if x_cond.shape[1] == 1 else x_cond[:, start : start + n]
+            h = h + cond
+        h = self.transformer(h, cache=cache)
+        if not self.merged_decoder and cond is not None:
+            h = h + cond
         if self.only_encode:
             return h
         return self.x_out(h)

@@ -173,6 +173,19 @@ class Prior(nn.Module):
         loss = fraction * lyric_loss * (c.n_tokens / total) + music_loss * (c.n_ctx / total)
         return PriorOutput(loss, music_loss, lyric_loss, music_logits)
 
+    def sample(
+        self,
+        n_samples: int,
+        upper: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        prompt: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Sample one window of codes (B, length); see `openjukebox.prior.sampling.sample_prior` for the options."""
+        from openjukebox.prior.sampling import sample_prior  # sampling imports this module's types
+
+        return sample_prior(self, n_samples, upper=upper, y=y, prompt=prompt, **kwargs)
+
     # -- fine-tuning --------------------------------------------------------------------------------------------
 
     @torch.no_grad()

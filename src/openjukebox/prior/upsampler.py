@@ -22,6 +22,7 @@ import re
 import torch
 from torch import nn
 
+from openjukebox.transformer.block import LayerNorm
 from openjukebox.vqvae.encdec import ResNet1d, UpStep
 
 ORIGINAL_PREFIX = "conditioner_blocks.0."
@@ -70,7 +71,7 @@ class UpsamplerConditioner(nn.Module):
             )
             for i in range(down_t)
         )
-        self.ln = nn.LayerNorm(width)
+        self.ln = LayerNorm(width)
 
     def forward(self, z_upper: torch.Tensor) -> torch.Tensor:
         if z_upper.dim() != 2:
@@ -80,7 +81,7 @@ class UpsamplerConditioner(nn.Module):
         for up in self.ups:
             x = up(x)
         x = x.permute(0, 2, 1)  # (B, L * upsample, width)
-        return self.ln(x.float()).type_as(x)
+        return self.ln(x)  # computed in fp32, cast back
 
 
 _RES_KEY = re.compile(r"^cond\.model\.(\d+)\.0\.(?:model|blocks)\.(\d+)\.model\.([13])\.(weight|bias)$")

@@ -15,14 +15,35 @@ layer uses one attention kind (`attn_func`, the original's codes):
 Rows, columns and previous rows are rearranged into a batch of short dense sequences so that every kind runs
 through `torch.nn.functional.scaled_dot_product_attention`; only the prime kind needs an explicit mask (its
 keys are a prefix, so it is not square). The summary kinds 4 and 5 are not used by released models and are
-not implemented. This module covers the teacher-forced (training) forward only; no KV cache yet.
+not implemented.
+
+Incremental decoding (sampling, Jukebox paper §4; the original's `sample=True` path): `new_cache` preallocates a
+`KVCache` once per layer, and `forward(x, cache=cache)` takes the next L positions (one token, or a chunk of a
+prompt of any length), writes their keys/values into the cache and attends to exactly the keys the teacher-forced
+forward would. Each kind keeps only what later queries can still see:
+
+| kind | cache slots (per sample)  | layout                                                         |
+|------|---------------------------|----------------------------------------------------------------|
+| 0    | n_ctx                     | position p at slot p                                           |
+| 1    | block_ctx                 | the current row, position p at slot p % block_ctx              |
+| 2    | n_ctx                     | column-major: position p at slot (p % block_ctx) * blocks + p // block_ctx |
+| 3    | 2 * block_ctx             | the previous and the current row, row r at rows slot r % 2     |
+| 6    | encoder_dims              | keys/values of `encoder_kv`, computed once in `new_cache`      |
+| 7    | prime keys                | the key prefix only; later positions are never stored          |
+
+Keys are stored already multiplied by d_head^-1/4. Chunks are padded to whole rows and run through the same
+row/column arrangement as the teacher-forced forward, so cached logits equal the teacher-forced ones up to float
+rounding.
 
 Fidelity: q and k are each scaled by d_head^-1/4 before the product (the original's training path) and the
-score scale passed to SDPA is 1. For fp16/bf16 inputs the fused SDPA kernels accumulate the softmax in fp32,
-as the original did by upcasting the scores.
+score scale passed to SDPA is 1; the original's sampling path scales the product by d_head^-1/2 instead, equal up
+to rounding. For fp16/bf16 inputs the fused SDPA kernels accumulate the softmax in fp32, as the original did by
+upcasting the scores.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -52,6 +73,20 @@ def _linear(n_in: int, n_out: int, init_scale: float, zero: bool = False) -> nn.
         nn.init.normal_(layer.weight, std=0.02 * init_scale)
     nn.init.zeros_(layer.bias)
     return layer
+
+
+@dataclass
+class KVCache:
+    """Keys and values one attention layer keeps while decoding (see `FactoredAttention.new_cache`).
+
+    key, value: (B, slots, n_state), preallocated once; `slots` and the position -> slot map depend on the kind
+    (module docstring); keys are stored multiplied by `FactoredAttention.qk_scale`. length: positions processed
+    so far (the next call starts at this position).
+    """
+
+    key: torch.Tensor
+    value: torch.Tensor
+    length: int = 0
 
 
 class FactoredAttention(nn.Module):
@@ -100,6 +135,11 @@ class FactoredAttention(nn.Module):
         assert self.prime_len is not None and self.blocks is not None
         return prime_keys_len(self.prime_len, self.blocks)
 
+    @property
+    def qk_scale(self) -> float:
+        """d_head^-1/4, applied to q and to k each, as the original's training path."""
+        return (self.n_state // self.heads) ** -0.25
+
     def _attend(
         self,
         q: torch.Tensor,
@@ -107,33 +147,44 @@ class FactoredAttention(nn.Module):
         v: torch.Tensor,
         is_causal: bool = False,
         mask: torch.Tensor | None = None,
+        k_scaled: bool = False,
     ) -> torch.Tensor:
         """Multi-head attention over already-gathered sequences.
 
         Args:
             q: (N, Lq, n_state); k, v: (N, Lk, n_state).
             is_causal: causal mask (Lq == Lk here). mask: optional (Lq, Lk) bool, True = may attend.
+            k_scaled: k is already multiplied by `qk_scale` (cached keys are stored that way).
         Returns:
             (N, Lq, n_state)
         """
         n, lq, _ = q.shape
         d_head = self.n_state // self.heads
-        scale = d_head**-0.25  # on q and k each, as the original's training path
+        scale = self.qk_scale
         q = (q * scale).view(n, lq, self.heads, d_head).transpose(1, 2)  # (N, H, Lq, dh)
-        k = (k * scale).view(n, k.shape[1], self.heads, d_head).transpose(1, 2)  # (N, H, Lk, dh)
+        if not k_scaled:
+            k = k * scale
+        k = k.view(n, k.shape[1], self.heads, d_head).transpose(1, 2)  # (N, H, Lk, dh)
         v = v.view(n, v.shape[1], self.heads, d_head).transpose(1, 2)  # (N, H, Lk, dh)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, scale=1.0)
         return a.transpose(1, 2).reshape(n, lq, self.n_state)  # (N, Lq, n_state)
 
-    def forward(self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None) -> torch.Tensor:
-        """Teacher-forced attention.
+    def forward(
+        self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        """Teacher-forced attention, or the next positions of incremental decoding when `cache` is given.
 
         Args:
-            x: (B, T, width); T must be a multiple of block_ctx for kinds 1-3 and equal n_ctx for kind 7.
-            encoder_kv: (B, encoder_dims, width), kind 6 only.
+            x: (B, T, width). Teacher-forced: T must be a multiple of block_ctx for kinds 1-3 and equal n_ctx for
+                kind 7. With a cache: positions cache.length .. cache.length + T - 1, any T.
+            encoder_kv: (B, encoder_dims, width), kind 6 only, teacher-forced only (a cache holds its keys).
+            cache: this layer's `KVCache` from `new_cache`; updated in place.
         Returns:
             (B, T, width)
         """
+        if cache is not None:
+            assert encoder_kv is None, "with a cache, encoder_kv goes into new_cache"
+            return self._forward_cached(x, cache)
         b, t, _ = x.shape
         kind = self.attn_func
         if kind == ENC_DEC:
@@ -175,3 +226,172 @@ class FactoredAttention(nn.Module):
 
                 a = self._attend(q.reshape(b * nb, bc, self.n_state), prev(k), prev(v)).view(b, t, self.n_state)
         return self.proj(a)
+
+    # -- incremental decoding ------------------------------------------------------------------------------------
+
+    def cache_slots(self) -> int:
+        """Positions per sample this layer's cache keeps (module docstring)."""
+        kind = self.attn_func
+        if kind == BLOCK:
+            return self.block_ctx
+        if kind == PREV_BLOCK:
+            return 2 * self.block_ctx
+        if kind == ENC_DEC:
+            assert self.encoder_dims is not None
+            return self.encoder_dims
+        if kind == PRIME:
+            return self.prime_keys
+        return self.n_ctx  # DENSE, TRANSPOSE_BLOCK
+
+    def new_cache(self, batch: int, encoder_kv: torch.Tensor | None = None) -> KVCache:
+        """An empty cache for `batch` sequences, in this layer's dtype and device.
+
+        Args:
+            encoder_kv: (batch, encoder_dims, width), required by (and only by) cross-attention layers, whose keys
+                and values are computed here once for the whole decode.
+        """
+        weight = self.in_proj.weight
+        if self.attn_func == ENC_DEC:
+            assert encoder_kv is not None, "encoder-decoder attention needs encoder_kv"
+            assert encoder_kv.shape == (batch, self.encoder_dims, self.width), (
+                f"encoder_kv {tuple(encoder_kv.shape)} != {(batch, self.encoder_dims, self.width)}"
+            )
+            k, v = self.enc_kv(encoder_kv.type_as(weight)).chunk(2, dim=-1)  # (B, S, n_state) each
+            return KVCache((k * self.qk_scale).contiguous(), v.contiguous())
+        # Zeros, not empty: slots a padded query may read must hold finite values.
+        shape = (batch, self.cache_slots(), self.n_state)
+        return KVCache(weight.new_zeros(shape), weight.new_zeros(shape))
+
+    def _forward_cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """x: (B, L, width) at positions start .. start + L - 1 (start = cache.length). Returns (B, L, width)."""
+        b, n, _ = x.shape
+        start, kind = cache.length, self.attn_func
+        assert cache.key.shape[0] == b, f"cache batch {cache.key.shape[0]} != input batch {b}"
+        assert start + n <= self.n_ctx, f"positions {start}..{start + n - 1} exceed n_ctx={self.n_ctx}"
+        if kind == ENC_DEC:
+            a = self._attend(self.in_proj(x), cache.key, cache.value, k_scaled=True)
+        else:
+            q, k, v = self.in_proj(x).chunk(3, dim=-1)  # (B, L, n_state) each
+            k = k * self.qk_scale  # stored scaled, so no step rescales the whole cache
+            step = {
+                DENSE: self._dense_step,
+                BLOCK: self._block_step,
+                TRANSPOSE_BLOCK: self._transpose_block_step,
+                PREV_BLOCK: self._prev_block_step,
+                PRIME: self._prime_step,
+            }[kind]
+            a = step(q, k, v, cache, start)
+        cache.length = start + n
+        return self.proj(a)
+
+    def _dense_step(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int
+    ) -> torch.Tensor:
+        end = start + q.shape[1]
+        cache.key[:, start:end] = k
+        cache.value[:, start:end] = v
+        mask = None if q.shape[1] == 1 else self._offset_causal(q.shape[1], end, start, q.device)
+        return self._attend(q, cache.key[:, :end], cache.value[:, :end], mask=mask, k_scaled=True)
+
+    def _prime_step(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int
+    ) -> torch.Tensor:
+        n, p = q.shape[1], self.prime_keys
+        if start < p:  # only the prefix is ever attended to
+            stored = min(n, p - start)
+            cache.key[:, start : start + stored] = k[:, :stored]
+            cache.value[:, start : start + stored] = v[:, :stored]
+        seen = min(start + n, p)
+        mask = None if n == 1 else self._offset_causal(n, seen, start, q.device)
+        return self._attend(q, cache.key[:, :seen], cache.value[:, :seen], mask=mask, k_scaled=True)
+
+    def _block_step(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int
+    ) -> torch.Tensor:
+        b, n, c = q.shape
+        bc = self.block_ctx
+        done = start % bc  # positions of the current row already in the cache (slots 0 .. done - 1)
+        if n == 1:
+            cache.key[:, done] = k[:, 0]
+            cache.value[:, done] = v[:, 0]
+            return self._attend(q, cache.key[:, : done + 1], cache.value[:, : done + 1], k_scaled=True)
+        pad = -(done + n) % bc
+        # Whole rows from the start of the current row: cached part, new positions, padding.
+        keys = torch.cat([cache.key[:, :done], k, k.new_zeros(b, pad, c)], dim=1)  # (B, R*bc, C)
+        values = torch.cat([cache.value[:, :done], v, v.new_zeros(b, pad, c)], dim=1)
+        rows = keys.shape[1] // bc
+        qs = F.pad(q, (0, 0, done, pad))  # (B, R*bc, C)
+        a = self._attend(*(z.reshape(b * rows, bc, c) for z in (qs, keys, values)), is_causal=True, k_scaled=True)
+        cache.key.copy_(keys[:, -bc:])  # the last (possibly partial) row; its padding is overwritten before use
+        cache.value.copy_(values[:, -bc:])
+        return a.reshape(b, rows * bc, c)[:, done : done + n]
+
+    def _transpose_block_step(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int
+    ) -> torch.Tensor:
+        b, n, c = q.shape
+        bc, end = self.block_ctx, start + n
+        # Column-major: position p at [p % bc, p // bc], so a column's keys so far are one contiguous run.
+        cols_k = cache.key.view(b, bc, -1, c)  # (B, bc, blocks, C)
+        cols_v = cache.value.view(b, bc, -1, c)
+        if n == 1:
+            row, col = divmod(start, bc)
+            cols_k[:, col, row] = k[:, 0]
+            cols_v[:, col, row] = v[:, 0]
+            return self._attend(q, cols_k[:, col, : row + 1], cols_v[:, col, : row + 1], k_scaled=True)
+        positions = torch.arange(start, end, device=q.device)
+        cols_k[:, positions % bc, positions // bc] = k
+        cols_v[:, positions % bc, positions // bc] = v
+        first, last = start // bc, (end - 1) // bc
+        rows, done = last - first + 1, start - first * bc
+        qs = F.pad(q, (0, 0, done, rows * bc - done - n))  # (B, rows*bc, C): whole rows first .. last
+        qs = qs.view(b, rows, bc, c).transpose(1, 2).reshape(b * bc, rows, c)  # (B*bc, rows, C)
+        # Key rows 0 .. last of every column, a view of the cache; slots after `end` in row `last` are only
+        # seen by padded queries.
+        keys = cols_k[:, :, : last + 1].reshape(b * bc, last + 1, c)
+        values = cols_v[:, :, : last + 1].reshape(b * bc, last + 1, c)
+        mask = self._offset_causal(rows, last + 1, first, q.device)  # query row first + i sees key rows <= it
+        a = self._attend(qs, keys, values, mask=mask, k_scaled=True)  # (B*bc, rows, C)
+        a = a.view(b, bc, rows, c).transpose(1, 2).reshape(b, rows * bc, c)
+        return a[:, done : done + n]
+
+    def _prev_block_step(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int
+    ) -> torch.Tensor:
+        b, n, c = q.shape
+        bc = self.block_ctx
+        ring_k, ring_v = cache.key.view(b, 2, bc, c), cache.value.view(b, 2, bc, c)  # row r in slot r % 2
+        first, done = divmod(start, bc)
+        if n == 1:
+            ring_k[:, first % 2, done] = k[:, 0]
+            ring_v[:, first % 2, done] = v[:, 0]
+            if first == 0:  # all-zero keys and values: the teacher-forced output is exactly zero
+                return q.new_zeros(b, 1, c)
+            return self._attend(q, ring_k[:, (first - 1) % 2], ring_v[:, (first - 1) % 2], k_scaled=True)
+        pad = -(done + n) % bc
+        zero_row = k.new_zeros(b, bc, c)
+        prev_k = ring_k[:, (first - 1) % 2] if first > 0 else zero_row
+        prev_v = ring_v[:, (first - 1) % 2] if first > 0 else zero_row
+        # Rows first - 1 .. last: the previous row, the cached part of the current one, new positions, padding.
+        keys = torch.cat([prev_k, ring_k[:, first % 2, :done], k, k.new_zeros(b, pad, c)], dim=1)  # (B, (R+1)*bc, C)
+        values = torch.cat([prev_v, ring_v[:, first % 2, :done], v, v.new_zeros(b, pad, c)], dim=1)
+        rows = keys.shape[1] // bc - 1
+        last = first + rows - 1
+        qs = F.pad(q, (0, 0, done, pad)).reshape(b * rows, bc, c)  # query row i attends key row i (one above)
+        a = self._attend(
+            qs,
+            keys[:, : rows * bc].reshape(b * rows, bc, c),
+            values[:, : rows * bc].reshape(b * rows, bc, c),
+            k_scaled=True,
+        )
+        for r in (last - 1, last):  # keep the last two rows; padding slots are overwritten before use
+            if r >= 0:
+                i = r - first + 1
+                ring_k[:, r % 2] = keys[:, i * bc : (i + 1) * bc]
+                ring_v[:, r % 2] = values[:, i * bc : (i + 1) * bc]
+        return a.reshape(b, rows * bc, c)[:, done : done + n]
+
+    @staticmethod
+    def _offset_causal(n_queries: int, n_keys: int, offset: int, device: torch.device) -> torch.Tensor:
+        """(n_queries, n_keys) bool mask: query i may attend key j <= i + offset."""
+        return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(offset)

@@ -3,17 +3,21 @@
 Each block computes a = attn(LN0(x)); m = mlp(LN1(x + a)); h = x + a + m, with an MLP
 Linear -> quick_gelu -> Linear. The stack has no final LayerNorm. `attn_order` picks the attention kind of each
 layer (see attention.py); `attn_func_for_layer` is the schedule table of the original.
+
+For incremental decoding, `Transformer.new_cache` gives one preallocated `KVCache` per layer (a
+`TransformerCache`) and `Transformer.forward(x, cache=cache)` runs the next positions through every layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, _linear
+from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, KVCache, _linear
 from openjukebox.transformer.config import TransformerConfig
 
 # attn_order -> kind of layer d. Orders 3, 4, 5 use the summary kinds (not implemented) and are left out.
@@ -76,11 +80,33 @@ class ResAttnBlock(nn.Module):
         self.mlp_norm = LayerNorm(config.width)
         self.mlp = MLP(config.width, config.mlp_hidden, zero_out=zero_out, init_scale=config.init_scale)
 
-    def forward(self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, T, width); encoder_kv: (B, S, width) for cross-attention layers. Returns (B, T, width)."""
-        a = self.attn(self.attn_norm(x), encoder_kv if self.attn_func == ENC_DEC else None)
+    def forward(
+        self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None, cache: KVCache | None = None
+    ) -> torch.Tensor:
+        """x: (B, T, width); encoder_kv: (B, S, width) for cross-attention layers (teacher-forced); cache: this
+        layer's KVCache for incremental decoding. Returns (B, T, width)."""
+        if cache is not None:
+            a = self.attn(self.attn_norm(x), cache=cache)
+        else:
+            a = self.attn(self.attn_norm(x), encoder_kv if self.attn_func == ENC_DEC else None)
         m = self.mlp(self.mlp_norm(x + a))
         return x + a + m
+
+
+@dataclass
+class TransformerCache:
+    """One `KVCache` per layer of a `Transformer`; all layers have processed the same positions."""
+
+    layers: list[KVCache]
+
+    @property
+    def length(self) -> int:
+        """Positions processed so far (the next call starts here)."""
+        return self.layers[0].length if self.layers else 0
+
+    @property
+    def batch(self) -> int:
+        return self.layers[0].key.shape[0]
 
 
 class Transformer(nn.Module):
@@ -102,11 +128,36 @@ class Transformer(nn.Module):
         """Attention kind of each layer."""
         return [layer.attn_func for layer in self.layers]
 
-    def forward(self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None) -> torch.Tensor:
+    def new_cache(self, batch: int, encoder_kv: torch.Tensor | None = None) -> TransformerCache:
+        """Empty per-layer caches for decoding `batch` sequences.
+
+        Args:
+            encoder_kv: (batch, encoder_dims, width) if any layer is cross-attention; its keys and values are
+                computed here, once.
+        """
+        has_enc_dec = ENC_DEC in self.attn_funcs
+        assert (encoder_kv is not None) == has_enc_dec, (
+            "encoder_kv is required by, and only by, a stack with cross-attention layers"
+        )
+        return TransformerCache(
+            [layer.attn.new_cache(batch, encoder_kv if layer.attn_func == ENC_DEC else None) for layer in self.layers]
+        )
+
+    def forward(
+        self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None, cache: TransformerCache | None = None
+    ) -> torch.Tensor:
         """x: (B, T, width); encoder_kv: (B, encoder_dims, width) if any layer is cross-attention.
 
+        With `cache` (from `new_cache`), x holds positions cache.length .. cache.length + T - 1 and encoder_kv
+        must be None (the cache holds the cross-attention keys); the cache is updated in place.
         Returns (B, T, width) in the input dtype.
         """
+        if cache is not None:
+            assert encoder_kv is None, "with a cache, encoder_kv goes into new_cache"
+            assert len(cache.layers) == len(self.layers), "cache built for another stack"
+            for layer, layer_cache in zip(self.layers, cache.layers):
+                x = layer(x, cache=layer_cache)
+            return x
         for layer in self.layers:
             x = layer(x, encoder_kv)
         return x

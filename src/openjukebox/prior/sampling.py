@@ -1,0 +1,234 @@
+"""Sampling one window of codes from a prior (Jukebox paper §4; the original's `SimplePrior.sample`,
+`ConditionalAutoregressive2D.sample` / `primed_sample` and `filter_logits`).
+
+A window is sampled autoregressively with the transformer's key/value cache (`AutoregressivePrior.new_cache` and
+`forward_cached`): the known tokens (a prompt, and in merged-lyrics mode the lyric tokens before it) are run
+through the model in chunks of `chunk_size` positions to fill the cache, then one token at a time is drawn from
+the temperature-scaled, top-k / nucleus-filtered logits. Conditioning is computed once per window:
+
+- labels: the artist/genre start embedding (`y_cond`) and, at the top level, the timing signal (`x_cond`);
+- upsamplers: `x_cond` from the codes of the level above;
+- lyrics, "encoder" mode (5b_lyrics): the lyrics encoder runs once and its keys/values are cached per layer;
+- lyrics, "merged" mode (1b_lyrics): the lyric tokens are the forced prefix of one sequence whose music codes are
+  shifted by n_vocab (x_cond is zero on the lyric positions); outputs are shifted back and clamped at 0, because
+  the model may draw a lyric token at a music position (the original's prior_preprocess / prior_postprocess).
+
+Randomness: every draw is `torch.multinomial(probs, 1, replacement=True, generator=generator)`, which consumes the
+generator exactly as the original's `Categorical(logits).sample()` consumes the global one, so with the same seed
+on CPU both give the same tokens. With a generator the samples are a pure function of its seed; with None the
+global generator is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+
+from openjukebox.errors import OpenJukeboxError
+from openjukebox.prior.autoregressive import AutoregressivePrior
+
+if TYPE_CHECKING:
+    from openjukebox.prior.model import Prior
+
+Progress = Callable[[int, int], None]  # (tokens sampled so far, tokens to sample) in this window
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> torch.Tensor:
+    """Top-k, then nucleus (top-p) filtering; removed entries become -inf. Returns a new tensor.
+
+    As the original: top_k is capped at the vocabulary size and keeps every token whose logit ties the k-th
+    largest; nucleus filtering keeps the most likely tokens up to and including the first one at which the
+    cumulative probability exceeds top_p, and always the most likely one. 0 turns either filter off. (The original
+    refused both at once; here they compose, top-k first.)
+
+    Args:
+        logits: (..., bins)
+    """
+    top_k = min(top_k, logits.shape[-1])
+    if top_k > 0:
+        kth = torch.topk(logits, top_k, dim=-1).values[..., -1:]  # (..., 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p > 0.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = torch.cumsum(F.softmax(sorted_logits, dim=-1), dim=-1)
+        drop_sorted = torch.zeros_like(cumulative, dtype=torch.bool)
+        drop_sorted[..., 1:] = cumulative[..., :-1] > top_p  # shift right: keep the token that crosses top_p
+        drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    return logits
+
+
+def draw(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One token per row of logits (B, bins) -> (B,), drawn as `Categorical(logits=logits).sample()` draws."""
+    logits = logits - logits.logsumexp(dim=-1, keepdim=True)  # what Categorical normalises to
+    return torch.multinomial(F.softmax(logits, dim=-1), 1, replacement=True, generator=generator)[:, 0]
+
+
+def check_sampling_options(temperature: float, top_k: int, top_p: float, chunk_size: int) -> None:
+    """Raise OpenJukeboxError naming the first option out of range."""
+    if not temperature > 0.0:
+        raise OpenJukeboxError(f"temperature must be > 0, got {temperature}")
+    if top_k < 0:
+        raise OpenJukeboxError(f"top_k must be >= 0 (0 = off), got {top_k}")
+    if not 0.0 <= top_p <= 1.0:
+        raise OpenJukeboxError(f"top_p must be in [0, 1] (0 = off), got {top_p}")
+    if chunk_size < 1:
+        raise OpenJukeboxError(f"chunk_size must be >= 1, got {chunk_size}")
+
+
+@torch.no_grad()
+def sample_autoregressive(
+    model: AutoregressivePrior,
+    n_samples: int,
+    length: int,
+    known: torch.Tensor | None = None,
+    x_cond: torch.Tensor | None = None,
+    y_cond: torch.Tensor | None = None,
+    encoder_kv: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.0,
+    chunk_size: int = 32,
+    generator: torch.Generator | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Tokens (B, length) of one sequence: `known` kept as is, the rest sampled (the original's primed_sample).
+
+    The cache is filled with positions 0 .. K-1 (K known tokens; inputs: the start slot and known[:, :K-1]) in
+    chunks of `chunk_size`, then each step feeds the last token and draws the next.
+
+    Args:
+        known: (B, K) tokens to continue, K <= length, or None.
+        x_cond: (B, >= length, width) or (B, 1, width); y_cond: (B, 1, width); encoder_kv: (B, S, width).
+    """
+    device = model.x_emb.weight.device
+    out = torch.empty(n_samples, length, dtype=torch.long, device=device)
+    n_known = 0 if known is None else known.shape[1]
+    if known is not None:
+        out[:, :n_known] = known
+    if n_known == length:
+        return out
+    cache = model.new_cache(n_samples, encoder_kv)
+    for begin in range(0, n_known, chunk_size):  # prefill positions begin .. end - 1; their logits are not needed
+        end = min(begin + chunk_size, n_known)
+        model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond)
+    for position in range(n_known, length):
+        last = out[:, position - 1 : position] if position > 0 else out[:, :0]  # the first step feeds the start
+        logits = model.forward_cached(last, cache, x_cond, y_cond)[:, -1].float()  # (B, bins)
+        logits = filter_logits(logits / temperature, top_k, top_p)
+        out[:, position] = draw(logits, generator)
+        if progress is not None:
+            progress(position - n_known + 1, length - n_known)
+    return out
+
+
+@dataclass
+class WindowConditioning:
+    """What one window of a `Prior` is sampled with (see `prepare_window`).
+
+    x_cond: (B, n_ctx [+ n_tokens when merged], width) or None; y_cond: (B, 1, width) or None; encoder_kv:
+    (B, n_tokens, width) in "encoder" lyrics mode; prefix: (B, n_tokens) lyric tokens in "merged" mode (the
+    forced start of the sequence); shift: added to music codes in the model's vocabulary (n_vocab when merged).
+    """
+
+    x_cond: torch.Tensor | None
+    y_cond: torch.Tensor | None
+    encoder_kv: torch.Tensor | None
+    prefix: torch.Tensor | None
+    shift: int
+
+
+@torch.no_grad()
+def prepare_window(
+    prior: Prior, n_samples: int, upper: torch.Tensor | None = None, y: torch.Tensor | None = None
+) -> WindowConditioning:
+    """Conditioning of one window: labels, timing, codes of the level above and lyrics, computed once."""
+    c = prior.config
+    if y is not None and y.shape[0] != n_samples:
+        raise ValueError(f"y has {y.shape[0]} rows for {n_samples} samples")
+    device = prior.prior.x_emb.weight.device
+    y = None if y is None else y.to(device)
+    upper = None if upper is None else upper.to(device)
+    x_cond, y_cond, lyrics = prior.conditioning(y, upper, n_samples)
+    if c.merged:
+        assert lyrics is not None
+        if x_cond is not None:  # no conditioning signal on the lyric positions
+            x_cond = torch.cat([x_cond.new_zeros(n_samples, c.n_tokens, c.width), x_cond], dim=1)
+        return WindowConditioning(x_cond, y_cond, None, lyrics, prior.n_vocab)
+    encoder_kv = prior.encoder_kv(lyrics) if lyrics is not None else None
+    return WindowConditioning(x_cond, y_cond, encoder_kv, None, 0)
+
+
+@torch.no_grad()
+def sample_prior(
+    prior: Prior,
+    n_samples: int,
+    upper: torch.Tensor | None = None,
+    y: torch.Tensor | None = None,
+    prompt: torch.Tensor | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 0.0,
+    chunk_size: int = 32,
+    length: int | None = None,
+    generator: torch.Generator | None = None,
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """Sample one window of codes from `prior`.
+
+    Args:
+        n_samples: batch size B.
+        upper: (B, n_ctx // cond_downsample) codes of the level above over this window (upsamplers only).
+        y: (B, y_length) label vector [total_length, offset, sample_length, artist, genres..., lyric tokens...]
+            for priors with labels.
+        prompt: (B, K) codes to continue (the window's first K codes), or None for an ancestral sample.
+        temperature, top_k, top_p: logits are divided by temperature, then filtered (`filter_logits`).
+        chunk_size: positions per forward pass while filling the cache with the prompt (and lyrics).
+        length: codes to return (prompt included), default n_ctx; shorter windows are the original's
+            `sample_tokens`.
+        generator: source of randomness (on the model's device); None uses torch's global generator.
+        progress: called as progress(done, total) after each sampled code.
+    Returns:
+        codes (B, length), prompt first.
+    """
+    c = prior.config
+    length = c.n_ctx if length is None else length
+    if not 1 <= length <= c.n_ctx:
+        raise OpenJukeboxError(f"length must be in [1, {c.n_ctx}], got {length}")
+    if n_samples < 1:
+        raise OpenJukeboxError(f"n_samples must be >= 1, got {n_samples}")
+    check_sampling_options(temperature, top_k, top_p, chunk_size)
+    device = prior.prior.x_emb.weight.device
+    if prompt is not None:
+        if prompt.dim() != 2 or prompt.shape[0] != n_samples or prompt.shape[1] > length:
+            raise OpenJukeboxError(f"prompt must have shape ({n_samples}, <= {length}), got {tuple(prompt.shape)}")
+        if prompt.numel() and not (int(prompt.min()) >= 0 and int(prompt.max()) < c.bins):
+            raise OpenJukeboxError(f"prompt codes must be in [0, {c.bins})")
+        prompt = prompt.to(device=device, dtype=torch.long)
+    window = prepare_window(prior, n_samples, upper, y)
+    known = prompt
+    if window.prefix is not None:
+        music = window.prefix.new_zeros(n_samples, 0) if prompt is None else prompt + window.shift
+        known = torch.cat([window.prefix, music], dim=1)
+    n_prefix = 0 if window.prefix is None else window.prefix.shape[1]
+    tokens = sample_autoregressive(
+        prior.prior,
+        n_samples,
+        n_prefix + length,
+        known,
+        window.x_cond,
+        window.y_cond,
+        window.encoder_kv,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        chunk_size=chunk_size,
+        generator=generator,
+        progress=progress,
+    )
+    # Merged mode: back to this level's codes; a lyric token drawn at a music position becomes code 0.
+    return (tokens[:, n_prefix:] - window.shift).clamp(min=0)

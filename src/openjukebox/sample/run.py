@@ -1,0 +1,250 @@
+"""A sampling run folder: everything to reproduce a run, its state after every window, and its outputs.
+
+    RUN_DIR/run.json                  the request (model, labels, lyrics, seconds, seed, settings per level, mode)
+    RUN_DIR/state.npz                 codes of every level so far, rewritten atomically after every window
+    RUN_DIR/level_<L>/codes.npz       the finished codes of level L (and the levels above)
+    RUN_DIR/level_<L>/item_<i>.wav    sample i decoded from level L (level 2 first: a low-fidelity preview)
+    RUN_DIR/level_<L>/item_<i>.png    its spectrogram
+    RUN_DIR/level_<L>/metadata.json   model, labels, lyrics, seed, settings, timings, software version
+
+The random draws of a window depend only on the seed and the window's position (`pipeline.window_seed`), and the
+state holds every code sampled so far, so a run killed at any point and continued with `--resume` writes the same
+bits as an uninterrupted run. A resumed run must use the same model: run.json records a fingerprint of every model
+folder's config and weights file sizes, checked on resume.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from openjukebox import __version__
+from openjukebox.checkpoints.codes import CodesFile, load_codes, save_codes
+from openjukebox.checkpoints.hierarchy import ModelDirs
+from openjukebox.errors import OpenJukeboxError
+from openjukebox.fileio import read_json_object, write_json_atomic
+from openjukebox.sample.outputs import write_level_audio
+from openjukebox.sample.pipeline import Pipeline, Progress, Song
+from openjukebox.sample.settings import MODES, LevelSampling, default_sampling
+
+RUN_FILE = "run.json"
+STATE_FILE = "state.npz"
+RUN_FORMAT = "openjukebox-sample-run"
+RUN_VERSION = 1
+
+
+@dataclass
+class RunSpec:
+    """The request of a run (run.json)."""
+
+    model: str
+    mode: str
+    length: int  # samples generated (a multiple of the top hop)
+    n_samples: int
+    seed: int
+    artist: str = "unknown"
+    genre: str = "unknown"
+    lyrics: str = ""
+    total_length: int = 0  # samples the song is said to last (timing and lyric windows); 0 = length
+    levels: list[int] = field(default_factory=lambda: [2, 1, 0])
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # str(level) -> LevelSampling fields
+    prompt: str | None = None  # audio file (primed)
+    prompt_length: int = 0  # samples of it used
+    codes: str | None = None  # codes file (continue / upsample)
+    device: str = "cpu"
+    fingerprints: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise OpenJukeboxError(f"unknown sampling mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.n_samples < 1:
+            raise OpenJukeboxError(f"--n-samples must be >= 1, got {self.n_samples}")
+
+    def level_settings(self) -> dict[int, LevelSampling]:
+        return {int(level): LevelSampling(**fields) for level, fields in self.settings.items()}
+
+    def song(self) -> Song:
+        return Song(self.artist, self.genre, self.lyrics, self.total_length or self.length, 0)
+
+
+def model_fingerprints(dirs: ModelDirs) -> dict[str, str]:
+    """Per model part: sha256 of its config.json plus the size of each weights file (cheap, catches swaps)."""
+    out = {}
+    for name, folder in [("vqvae", dirs.vqvae), *((f"prior_level_{k}", v) for k, v in sorted(dirs.priors.items()))]:
+        h = hashlib.sha256((folder / "config.json").read_bytes())
+        for f in sorted(folder.glob("*.safetensors")):
+            h.update(f"{f.name}:{f.stat().st_size}".encode())
+        out[name] = h.hexdigest()[:16]
+    return out
+
+
+class SampleRun:
+    """One run folder. `create` for a new run (refuses a non-empty folder), `open` to resume."""
+
+    def __init__(self, folder: Path, spec: RunSpec) -> None:
+        self.folder = folder
+        self.spec = spec
+
+    @classmethod
+    def create(cls, folder: str | os.PathLike, spec: RunSpec) -> SampleRun:
+        folder = Path(folder)
+        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise OpenJukeboxError(f"{folder}: exists and is not empty; use --resume {folder} or a new folder")
+        folder.mkdir(parents=True, exist_ok=True)
+        meta = {"format": RUN_FORMAT, "version": RUN_VERSION, "openjukebox_version": __version__, **asdict(spec)}
+        write_json_atomic(folder / RUN_FILE, meta)
+        return cls(folder, spec)
+
+    @classmethod
+    def open(cls, folder: str | os.PathLike) -> SampleRun:
+        folder = Path(folder)
+        if not (folder / RUN_FILE).is_file():
+            raise OpenJukeboxError(f"{folder}: not a sampling run folder (no {RUN_FILE})")
+        meta = read_json_object(folder / RUN_FILE)
+        if meta.pop("format", None) != RUN_FORMAT or meta.pop("version", None) != RUN_VERSION:
+            raise OpenJukeboxError(f"{folder / RUN_FILE}: not a run file of this version")
+        meta.pop("openjukebox_version", None)
+        try:
+            spec = RunSpec(**meta)
+        except TypeError as e:
+            raise OpenJukeboxError(f"{folder / RUN_FILE}: damaged run file ({e})") from None
+        return cls(folder, spec)
+
+    def check_model(self, dirs: ModelDirs) -> None:
+        found = model_fingerprints(dirs)
+        if self.spec.fingerprints and found != self.spec.fingerprints:
+            changed = sorted(
+                k for k in found.keys() | self.spec.fingerprints.keys() if found.get(k) != self.spec.fingerprints.get(k)
+            )
+            raise OpenJukeboxError(
+                f"{self.folder}: was sampled with a different model (changed: {', '.join(changed)}); "
+                f"resume it with the model it was started with"
+            )
+
+    # -- state ----------------------------------------------------------------------------------------------
+
+    def load_state(self) -> dict[int, torch.Tensor] | None:
+        path = self.folder / STATE_FILE
+        if not path.is_file():
+            return None
+        codes = load_codes(path)
+        return {level: torch.from_numpy(z) for level, z in codes.zs.items()}
+
+    def save_state(self, zs: dict[int, torch.Tensor], pipeline: Pipeline) -> None:
+        save_codes(self.folder / STATE_FILE, self._codes_file(zs, pipeline, sorted(zs)))
+
+    def _codes_file(self, zs: dict[int, torch.Tensor], pipeline: Pipeline, levels: list[int]) -> CodesFile:
+        cfg = pipeline.vqvae.config
+        return CodesFile(
+            zs={level: zs[level].numpy() for level in levels},
+            sample_rate=cfg.sample_rate,
+            hop_lengths=tuple(pipeline.vqvae.hop_lengths),
+            l_bins=cfg.l_bins,
+            length=self.spec.length,
+            extra={"run": str(self.folder), "seed": self.spec.seed},
+        )
+
+    # -- execution ------------------------------------------------------------------------------------------
+
+    def initial_codes(self, pipeline: Pipeline) -> dict[int, torch.Tensor]:
+        """Codes to start from: the saved state, else those of the mode (prompt, codes file, or none)."""
+        saved = self.load_state()
+        if saved is not None:
+            return saved
+        spec = self.spec
+        n = spec.n_samples
+        if spec.mode == "ancestral":
+            return {level: torch.zeros(n, 0, dtype=torch.long) for level in range(pipeline.levels)}
+        if spec.mode == "primed":
+            from openjukebox.audio import load_audio
+
+            audio = load_audio(spec.prompt, pipeline.vqvae.config.sample_rate)
+            if len(audio) < spec.prompt_length:
+                raise OpenJukeboxError(
+                    f"{spec.prompt}: {len(audio) / pipeline.vqvae.config.sample_rate:.2f} s long, shorter than "
+                    f"the {spec.prompt_length / pipeline.vqvae.config.sample_rate:.2f} s prompt asked for"
+                )
+            prompt = torch.from_numpy(np.asarray(audio[: spec.prompt_length], dtype=np.float32))
+            with torch.no_grad():
+                codes = pipeline.vqvae.encode(prompt.view(1, -1).repeat(n, 1))
+            return {level: z.long().cpu() for level, z in enumerate(codes)}
+        codes = load_codes(spec.codes)
+        cfg = pipeline.vqvae.config
+        codes.check_compatible(tuple(pipeline.vqvae.hop_lengths), cfg.l_bins, cfg.sample_rate, str(spec.codes))
+        zs = {level: torch.from_numpy(z).long() for level, z in codes.zs.items()}
+        for level, z in zs.items():
+            if z.shape[0] == 1 and n > 1:
+                zs[level] = z.repeat(n, 1)
+            elif z.shape[0] != n:
+                raise OpenJukeboxError(f"{spec.codes}: holds {z.shape[0]} samples, not {n} (--n-samples)")
+        return zs
+
+    def execute(
+        self, pipeline: Pipeline, progress: Callable[[Progress], None] | None = None
+    ) -> dict[int, torch.Tensor]:
+        spec = self.spec
+        zs = self.initial_codes(pipeline)
+        self.save_state(zs, pipeline)
+        timings: dict[int, float] = {}
+        started = [time.perf_counter()]
+
+        def on_window(level: int, window, zs: dict[int, torch.Tensor]) -> None:
+            self.save_state(zs, pipeline)
+
+        def on_level(level: int, zs: dict[int, torch.Tensor]) -> None:
+            timings[level] = time.perf_counter() - started[0]
+            self.write_level(level, zs, pipeline, timings[level])
+            started[0] = time.perf_counter()
+
+        levels = [level for level in spec.levels if level < pipeline.levels]
+        for level in range(pipeline.levels):
+            zs.setdefault(level, torch.zeros(spec.n_samples, 0, dtype=torch.long))
+        zs = pipeline.sample_levels(
+            zs, spec.song(), spec.length, levels, spec.seed, spec.level_settings(), on_window, on_level, progress
+        )
+        return zs
+
+    def write_level(self, level: int, zs: dict[int, torch.Tensor], pipeline: Pipeline, seconds: float) -> None:
+        """codes.npz, item_<i>.wav/.png and metadata.json of a finished level (written once; metadata last)."""
+        folder = self.folder / f"level_{level}"
+        if (folder / "metadata.json").is_file():
+            return  # written before the run was interrupted
+        folder.mkdir(parents=True, exist_ok=True)
+        save_codes(folder / "codes.npz", self._codes_file(zs, pipeline, [k for k in sorted(zs) if k >= level]))
+        with torch.no_grad():
+            audio = pipeline.vqvae.decode(zs[level].to(torch.long), level)
+        sr = pipeline.vqvae.config.sample_rate
+        wavs = write_level_audio(folder, audio, sr)
+        spec = self.spec
+        prior = pipeline.priors.get(level)
+        meta = {
+            "level": level,
+            "model": spec.model,
+            "mode": spec.mode,
+            "artist": spec.artist,
+            "genre": spec.genre,
+            "lyrics": spec.lyrics,
+            "seed": spec.seed,
+            "n_samples": spec.n_samples,
+            "seconds": spec.length / sr,
+            "total_seconds": (spec.total_length or spec.length) / sr,
+            "settings": asdict(spec.level_settings().get(level) or default_sampling(level)),
+            "prior": None if prior is None else prior.config.to_dict(),
+            "sampling_seconds": round(seconds, 3),
+            "files": [p.name for p in wavs],
+            "openjukebox_version": __version__,
+            "torch_version": torch.__version__,
+            "python": platform.python_version(),
+            "device": spec.device,
+        }
+        write_json_atomic(folder / "metadata.json", json.loads(json.dumps(meta)))

@@ -1,0 +1,195 @@
+"""Tests for openjukebox.data.code_crops: labelled windows of cached codes, aligned across levels."""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from openjukebox.data.code_cache import encode_songs, open_code_cache
+from openjukebox.data.code_crops import CodeCrops, split_value
+from openjukebox.data.index import build_index, open_index
+from openjukebox.data.official_ids import load_official_ids
+from openjukebox.data.songs import OfficialIds, SongCrops, VocabularyIds, build_vocabularies
+from openjukebox.errors import OpenJukeboxError
+
+SR = 44100
+HOPS = (8, 32, 128)
+N_TOKENS = 8
+WORDS = [{"word": "one", "start": 0.1, "end": 0.4}, {"word": "two", "start": 0.6, "end": 0.9}]
+SONGS = [  # (seconds, sidecar)
+    (1.0, {"artist": "Alpha", "genre": "Blues Rock", "lyrics": "hello world " * 4}),
+    (1.2, {"artist": "Bravo", "genre": "jazz", "lyrics": "x", "words": WORDS}),
+    (1.4, {"artist": "Alpha", "genre": "pop"}),
+    (1.6, {"artist": "Charlie", "genre": "rock", "lyrics": "la la la"}),
+]
+
+
+def make_dataset(root: Path, vqvae_dir: Path) -> Path:
+    """An indexed, encoded folder of labelled tones with a little noise (so that codes vary)."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, (seconds, meta) in enumerate(SONGS):
+        t = np.arange(round(seconds * SR)) / SR
+        x = 0.4 * np.sin(2 * np.pi * 110 * (i + 2) * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 3 * t))
+        x = x + 0.05 * rng.standard_normal(len(t))
+        sf.write(root / f"song{i}.wav", x.astype(np.float32), SR)
+        (root / f"song{i}.json").write_text(json.dumps(meta))
+    build_index(root, progress=False)
+    summary = encode_songs(root, vqvae_dir, device="cpu", progress=False)
+    assert summary.encoded == len(SONGS) and not summary.failed
+    return root
+
+
+def randomize_codes(root: Path, vqvae_dir: Path, seed: int = 0) -> None:
+    """Replace every cached song's codes by random ones of the same shapes: the untrained tiny VQ-VAE gives
+    nearly constant codes, with which a misaligned window would still compare equal."""
+    cache = open_code_cache(root, vqvae_dir)
+    rng = np.random.default_rng(seed)
+    with open_index(root) as idx:
+        for r in idx.songs():
+            codes = cache.get(r.content_hash)
+            codes.zs = {level: rng.integers(0, codes.l_bins, z.shape) for level, z in codes.zs.items()}
+            cache.put(r.content_hash, codes)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, tiny_vqvae_dir) -> Path:
+    root = make_dataset(tmp_path_factory.mktemp("code_crops") / "songs", tiny_vqvae_dir)
+    randomize_codes(root, tiny_vqvae_dir)
+    return root
+
+
+@pytest.fixture(scope="module")
+def index(dataset):
+    with open_index(dataset) as idx:
+        yield idx
+
+
+@pytest.fixture(scope="module")
+def cache(dataset, tiny_vqvae_dir):
+    return open_code_cache(dataset, tiny_vqvae_dir)
+
+
+def _ids(index) -> VocabularyIds:
+    return VocabularyIds(*build_vocabularies(index))
+
+
+def _full_codes(cache, index, path: str) -> dict[int, np.ndarray]:
+    record = next(r for r in index.songs() if r.path == path)
+    return {level: z[0] for level, z in cache.get(record.content_hash).zs.items()}
+
+
+@pytest.mark.parametrize("level", [0, 1])
+def test_upsampler_windows_are_aligned_with_the_level_above(index, cache, level):
+    n_ctx = 64
+    crops = CodeCrops(index, cache, level, n_ctx, _ids(index), max_genres=1)
+    assert crops.cond_downsample == 4 and crops.hop_length == HOPS[level] and len(crops) == len(SONGS)
+    batch = crops.batch(seed=0, index=3, batch_size=16)
+    assert batch["codes"].shape == (16, n_ctx) and batch["codes"].dtype == torch.int64
+    assert batch["upper"].shape == (16, n_ctx // 4) and batch["upper"].dtype == torch.int64
+    assert batch["y"].shape == (16, 4 + 1)
+    for i in range(16):
+        song, start = crops.songs[int(batch["song"][i])], int(batch["start"][i])
+        full = _full_codes(cache, index, song.path)
+        assert start % 4 == 0 and (start + n_ctx) * HOPS[level] <= song.length
+        np.testing.assert_array_equal(batch["codes"][i].numpy(), full[level][start : start + n_ctx])
+        # the same stretch of audio one level up: code start/4 of level L+1 begins at the same sample
+        up = start // 4
+        assert up * HOPS[level + 1] == start * HOPS[level]
+        np.testing.assert_array_equal(batch["upper"][i].numpy(), full[level + 1][up : up + n_ctx // 4])
+        assert batch["y"][i, :3].tolist() == [song.length, start * HOPS[level], n_ctx * HOPS[level]]
+    assert len(set(batch["song"].tolist())) > 1 and len(set(batch["start"].tolist())) > 1
+
+
+def test_labels_match_song_crops_for_the_same_crop(index, cache):
+    n_ctx = 128  # 16384 samples at the top level
+    artists, genres = build_vocabularies(index)
+    crops = CodeCrops(index, cache, 2, n_ctx, VocabularyIds(artists, genres), n_tokens=N_TOKENS, max_genres=5)
+    audio = SongCrops(index, SR, n_ctx * 128, artists, genres, n_tokens=N_TOKENS, max_genres=5)
+    assert [s.path for s in crops.songs] == [s.path.name for s in audio.songs]
+    assert "upper" not in crops.batch(0, 0, 2)
+    for song in range(len(SONGS)):
+        last = crops.songs[song].length // 128 - n_ctx
+        for start in (0, 37, last):
+            got = crops.example_at(song, start)
+            ex = audio.example_at(song, start * 128)
+            expected = [ex.total_length, ex.offset, n_ctx * 128, ex.artist, *ex.genre.tolist(), *ex.lyrics.tolist()]
+            assert got["y"].tolist() == expected
+    # the word-timed song and a linear one really have lyrics in their windows
+    assert crops.example_at(1, 0)["y"][-N_TOKENS:].any() and crops.example_at(0, 0)["y"][-N_TOKENS:].any()
+    with pytest.raises(ValueError, match="aligned window start"):
+        crops.example_at(0, crops.songs[0].length // 128)
+
+
+def test_batches_are_a_pure_function_of_seed_and_index(index, cache):
+    crops = CodeCrops(index, cache, 1, 64, _ids(index), max_genres=1)
+    a, b, c = crops.batch(1, 5, 6), crops.batch(1, 5, 6), crops.batch(1, 6, 6)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["codes"], c["codes"])
+    clone = pickle.loads(pickle.dumps(crops))  # what a DataLoader worker gets
+    assert all(torch.equal(a[k], clone.batch(1, 5, 6)[k]) for k in a)
+
+
+def test_short_songs_are_skipped_and_reported(index, cache):
+    n_ctx = 448  # 57344 samples = 1.30 s: the 1.0 s and 1.2 s songs are too short
+    crops = CodeCrops(index, cache, 2, n_ctx, None)
+    assert [s.path for s in crops.songs] == ["song2.wav", "song3.wav"]
+    assert [p for p, _ in crops.rejected] == ["song0.wav", "song1.wav"] and "too short" in crops.rejected[0][1]
+    assert "y" not in crops.batch(0, 0, 2)  # no labels
+    crops = CodeCrops(index, cache, 2, 64, None, min_length=SR * 3 // 2)  # a timing range, as for top priors
+    assert [s.path for s in crops.songs] == ["song3.wav"]
+    with pytest.raises(OpenJukeboxError, match="none of 4 songs has a usable length"):
+        CodeCrops(index, cache, 2, 1024, None)
+
+
+def test_validation_split_is_deterministic_and_disjoint(index, cache):
+    kw = dict(max_genres=1, val_fraction=0.25)
+    train = CodeCrops(index, cache, 2, 64, _ids(index), split="train", **kw)
+    val = CodeCrops(index, cache, 2, 64, _ids(index), split="val", **kw)
+    train_paths, val_paths = {s.path for s in train.songs}, {s.path for s in val.songs}
+    assert val_paths and train_paths and not train_paths & val_paths
+    assert train_paths | val_paths == {f"song{i}.wav" for i in range(len(SONGS))}
+    by_path = {r.path: r.content_hash for r in index.songs()}
+    held = sorted(val_paths, key=lambda p: split_value(by_path[p]))
+    # the held-out songs are the ones whose hash value is below the fraction (or the lowest one)
+    assert all(split_value(by_path[p]) < 0.25 for p in held) or held == [
+        min(by_path, key=lambda p: split_value(by_path[p]))
+    ]
+    again = CodeCrops(index, cache, 2, 64, _ids(index), split="val", **kw)
+    assert {s.path for s in again.songs} == val_paths
+    both = CodeCrops(index, cache, 2, 64, _ids(index), **kw)  # one read of the cache, two sides
+    assert {s.path for s in both.subset("val").songs} == val_paths
+    assert {s.path for s in both.subset("train").songs} == train_paths and len(both) == len(SONGS)
+    sub = both.subset("train")
+    assert all(torch.equal(v, train.batch(0, 1, 4)[k]) for k, v in sub.batch(0, 1, 4).items())
+    assert len(CodeCrops(index, cache, 2, 64, None, split="all", val_fraction=0.25)) == len(SONGS)
+
+
+def test_missing_codes_is_a_clear_error(tmp_path, tiny_vqvae_dir):
+    root = make_dataset(tmp_path / "songs", tiny_vqvae_dir)
+    cache = open_code_cache(root, tiny_vqvae_dir)
+    with open_index(root) as idx:
+        records = idx.songs()
+        cache.path(records[1].content_hash).unlink()
+        with pytest.raises(OpenJukeboxError, match=r"1 of 4 indexed songs have no cached codes \(song1.wav\).*"
+                           r"openjukebox data encode"):  # fmt: skip
+            CodeCrops(idx, cache, 2, 64, None)
+
+
+def test_official_ids_label_windows_like_the_original(index, cache, caplog):
+    # the released upsamplers' v2 ids: genres are bags of words, unknown artists are id 0 with a warning
+    with caplog.at_level(logging.WARNING, logger="openjukebox.data.code_crops"):
+        crops = CodeCrops(index, cache, 1, 64, OfficialIds(*load_official_ids("v2")), max_genres=5)
+    genres = {s.path: s.labels.genre.tolist() for s in crops.songs}
+    assert genres["song0.wav"] == [2, 8, -1, -1, -1]  # "Blues Rock" -> blues, rock
+    assert genres["song1.wav"][0] == 9 and genres["song2.wav"][0] == 14 and genres["song3.wav"][0] == 8
+    assert all(s.labels.artist == 0 for s in crops.songs)
+    assert "3 names are not in the label ids and use id 0 (unknown): artist 'Alpha'" in caplog.text

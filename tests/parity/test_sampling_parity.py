@@ -1,0 +1,151 @@
+"""Cached sampling of our `Prior` against the original `SimplePrior.sample` (test-only jukebox-infer) on CPU.
+
+Both priors share random weights (`build_pair`). The original draws with `Categorical(logits).sample()` from the
+global generator; ours draws the same way from a generator seeded alike, so the same seed must give the same
+codes, for an ancestral sample and for a primed continuation (chunked prefill), at full and at sharpened
+temperature and with top-k. Random weights give nearly flat distributions, where a draw depends mostly on the
+noise, so the logits along the original's sampled path (its `get_preds`) are compared too, and so are our cached
+logits with our teacher-forced ones.
+
+Not compared: top-p, because the original's nucleus filter fails on torch >= 2 (`scatter` of a bool source into a
+uint8 mask); `tests/prior/test_sampling.py` checks our filter against the rule instead.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from reference_prior import KINDS, build_pair, make_inputs
+
+from openjukebox.prior.sampling import prepare_window, sample_prior
+
+pytest.importorskip("jukebox_infer")
+
+LENGTH, PROMPT, CHUNK = 48, 21, 8  # 48 codes cross rows of 16 codes (block_ctx) at CI size
+CASES = {  # name: (temperature, top_k)
+    "plain": (1.0, 0),
+    "sharp": (0.05, 0),
+    "top_k": (0.9, 5),
+}
+
+
+@pytest.fixture(autouse=True)
+def _cpu_long_tensor(monkeypatch):
+    # The original asserts `isinstance(x, t.cuda.LongTensor)`; on CPU let that check accept CPU tensors.
+    monkeypatch.setattr(torch.cuda, "LongTensor", torch.LongTensor, raising=False)
+
+
+_PAIRS: dict[str, tuple] = {}
+
+
+def _pair(kind: str):
+    if kind not in _PAIRS:
+        ref, ours = build_pair(kind, "ci")
+        _PAIRS[kind] = (ref.eval(), ours.eval())  # the original samples in eval mode only
+    return _PAIRS[kind]
+
+
+def _reference_with_logits(ref, inputs: dict, prompt, temperature: float, top_k: int, seed: int):
+    """The original's tokens and logits along its own sampled path: (codes (B, LENGTH), tokens (B, T), logits
+    (B, T, vocab)), where tokens and logits are over the model's whole sequence and vocabulary (lyrics first in
+    merged mode, before music tokens are shifted back and clamped).
+
+    Follows `SimplePrior.sample` down to `ConditionalAutoregressive2D.sample` / `primed_sample`, whose
+    `get_preds` returns the logits of every position.
+    """
+    n = inputs["codes"].shape[0]
+    z_conds = [inputs["upper"]] if inputs["upper"] is not None else None
+    kwargs = dict(fp16=False, temp=temperature, top_k=top_k, top_p=0.0, get_preds=True)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        x_cond, y_cond, lyrics = ref.get_cond(z_conds, inputs["y"])
+        if ref.single_enc_dec:
+            z, x_cond = ref.prior_preprocess([lyrics] if prompt is None else [lyrics, prompt], [None, x_cond])
+            tokens, preds = ref.prior.primed_sample(
+                n, z, x_cond, y_cond, chunk_size=CHUNK, sample_tokens=ref.n_tokens + LENGTH, **kwargs
+            )
+            return ref.prior_postprocess(tokens.clone()), tokens, preds
+        encoder_kv = ref.get_encoder_kv(lyrics, sample=True)
+        if prompt is None:
+            tokens, preds = ref.prior.sample(n, x_cond, y_cond, encoder_kv, sample_tokens=LENGTH, **kwargs)
+        else:
+            tokens, preds = ref.prior.primed_sample(
+                n, prompt, x_cond, y_cond, encoder_kv, chunk_size=CHUNK, sample_tokens=LENGTH, **kwargs
+            )
+        return tokens, tokens, preds
+
+
+def _our_cached_logits(ours, tokens, inputs: dict) -> torch.Tensor:
+    """Our logits (B, T, vocab) along tokens (B, T) of the model's sequence (lyrics first in merged mode): a
+    chunked prefill, then one position per call."""
+    window = prepare_window(ours, tokens.shape[0], inputs["upper"], inputs["y"])
+    cache = ours.prior.new_cache(tokens.shape[0], window.encoder_kv)
+    with torch.no_grad():
+        outs = [ours.prior.forward_cached(tokens[:, : CHUNK - 1], cache, window.x_cond, window.y_cond)]
+        for p in range(CHUNK, tokens.shape[1]):
+            outs.append(ours.prior.forward_cached(tokens[:, p - 1 : p], cache, window.x_cond, window.y_cond))
+    return torch.cat(outs, dim=1)
+
+
+@pytest.mark.parametrize("primed", [False, True], ids=["ancestral", "primed"])
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("kind", KINDS)
+def test_same_seed_gives_the_original_codes(kind, case, primed):
+    ref, ours = _pair(kind)
+    temperature, top_k = CASES[case]
+    inputs = make_inputs(ours.config, batch=2)
+    prompt = inputs["codes"][:, :PROMPT] if primed else None
+    seed = 1234
+    z_conds = [inputs["upper"]] if inputs["upper"] is not None else None
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        want = ref.sample(
+            2, z=prompt, z_conds=z_conds, y=inputs["y"], fp16=False, temp=temperature, top_k=top_k, top_p=0.0,
+            chunk_size=CHUNK, sample_tokens=LENGTH,
+        )  # fmt: skip
+    got = sample_prior(
+        ours,
+        2,
+        upper=inputs["upper"],
+        y=inputs["y"],
+        prompt=prompt,
+        temperature=temperature,
+        top_k=top_k,
+        chunk_size=CHUNK,
+        length=LENGTH,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    assert got.shape == want.shape == (2, LENGTH)
+    assert torch.equal(got, want)
+
+
+@pytest.mark.parametrize("primed", [False, True], ids=["ancestral", "primed"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_logits_along_the_original_sampled_path(kind, primed):
+    ref, ours = _pair(kind)
+    inputs = make_inputs(ours.config, batch=2)
+    prompt = inputs["codes"][:, :PROMPT] if primed else None
+    codes, tokens, want_logits = _reference_with_logits(ref, inputs, prompt, 1.0, 0, seed=99)
+    got = sample_prior(
+        ours, 2, upper=inputs["upper"], y=inputs["y"], prompt=prompt, chunk_size=CHUNK, length=LENGTH,
+        generator=torch.Generator().manual_seed(99),
+    )  # fmt: skip
+    assert torch.equal(got, codes)
+    got_logits = _our_cached_logits(ours, tokens, inputs)
+    n_tokens = ours.config.n_tokens if ours.config.merged else 0
+    assert got_logits.shape == want_logits.shape == (2, n_tokens + LENGTH, ours.prior.input_bins)
+    torch.testing.assert_close(got_logits, want_logits, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cached_logits_equal_teacher_forced(kind):
+    _, ours = _pair(kind)
+    inputs = make_inputs(ours.config, batch=2)
+    window = prepare_window(ours, 2, inputs["upper"], inputs["y"])
+    tokens = inputs["codes"] + window.shift
+    if window.prefix is not None:
+        tokens = torch.cat([window.prefix, tokens], dim=1)
+    with torch.no_grad():
+        want = ours(inputs["codes"], inputs["upper"], inputs["y"]).logits
+    got = _our_cached_logits(ours, tokens, inputs)[:, -ours.config.n_ctx :, window.shift :]
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
