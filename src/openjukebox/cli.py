@@ -53,8 +53,15 @@ def _progress(desc: str):
 # --- commands ---------------------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> None:
     from openjukebox.checkpoints.original import import_vqvae
+    from openjukebox.checkpoints.original_prior import import_prior, official_model_name, original_kind
+    from openjukebox.checkpoints.prior import load_prior_config
     from openjukebox.checkpoints.vqvae import save_vqvae
 
+    if args.preset is not None or original_kind(args.checkpoint) == "prior":
+        out = import_prior(args.checkpoint, args.output, preset=args.preset)
+        config = load_prior_config(out)
+        print(f"imported the {official_model_name(config)} level-{config.level} prior -> {out}")
+        return
     out = args.output or default_vqvae_dir()
     model = import_vqvae(args.checkpoint)
     save_vqvae(out, model)
@@ -173,9 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more (debug level)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("import", help="convert a released Jukebox checkpoint (vqvae.pth.tar) into our format")
-    p.add_argument("checkpoint", type=Path, help="the released file, e.g. vqvae.pth.tar (read with weights_only)")
-    p.add_argument("-o", "--output", type=Path, help=f"output folder (default {default_vqvae_dir()})")
+    p = sub.add_parser(
+        "import",
+        help="convert a released Jukebox checkpoint (vqvae.pth.tar or prior_level_N.pth.tar) into our format",
+    )
+    p.add_argument(
+        "checkpoint", type=Path, help="the released file, e.g. vqvae.pth.tar (read with weights_only, streamed)"
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help=f"output folder (default {default_vqvae_dir()} for the VQ-VAE; <models>/<model>/prior_level_<N> for "
+        "priors, where `openjukebox sample --model 5b|5b_lyrics|1b_lyrics` looks)",
+    )
+    p.add_argument("--preset", help="official prior preset for values the file's hps lack (priors only)")
     p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("encode", help="audio file -> VQ-VAE codes (.npz) at every level")

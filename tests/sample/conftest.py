@@ -26,3 +26,13 @@ def build_tiny_model(folder, seed: int = 0):
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny models are dominated by per-op overhead; with more threads than free cores (a busy CI box) OpenMP's
+    # spinning makes them orders of magnitude slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -83,8 +83,12 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise OpenJukeboxError(f"{path}: unreadable ({e})") from None
 
 
-def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """`load_state_dict(strict=True)` with one-line errors naming the first mismatching keys."""
+def load_state_dict_checked(
+    model: torch.nn.Module, state: dict[str, torch.Tensor], where: str, assign: bool = False
+) -> None:
+    """`load_state_dict(strict=True)` with one-line errors naming the first mismatching keys.
+
+    `assign=True` makes the model's parameters the given tensors (for models built on the meta device)."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -100,4 +104,4 @@ def load_state_dict_checked(model: torch.nn.Module, state: dict[str, torch.Tenso
             raise OpenJukeboxError(
                 f"{where}: {k} has shape {tuple(v.shape)}, the model expects {tuple(expected[k].shape)}"
             )
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True, assign=assign)

@@ -81,17 +81,40 @@ def rename_vqvae_key(key: str) -> str | None:
     return None
 
 
+# A legacy (pre-zip, torch < 1.6) `torch.save` file starts with a pickled magic number: PROTO, LONG1 of 10 bytes.
+_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def is_legacy_torch_file(path: str | os.PathLike) -> bool:
+    """Whether `path` was written by `torch.save` in the legacy (non-zip) format, which cannot be memory-mapped."""
+    with open(path, "rb") as f:
+        head = f.read(14)
+    return head[:1] == b"\x80" and head[2:14] == _LEGACY_MAGIC
+
+
 def load_original(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a released `.pth.tar` safely (weights_only) and return its top-level dict."""
+    """Read a released `.pth.tar` safely (weights_only) and return its top-level dict.
+
+    Zip-format files are memory-mapped (tensors are read from disk when touched); legacy-format files (torch < 1.6)
+    cannot be, and are read whole into memory.
+    """
     path = Path(path)
     if not path.is_file():
         raise OpenJukeboxError(f"{path}: no such file")
+    legacy = False
     if not zipfile.is_zipfile(path):
-        raise OpenJukeboxError(f"{path}: not a PyTorch checkpoint (expected a torch.save zip archive)")
+        legacy = is_legacy_torch_file(path)
+        if not legacy:
+            with open(path, "rb") as f:
+                if f.read(4) == b"PK\x03\x04":
+                    raise OpenJukeboxError(f"{path}: truncated or damaged (a zip archive without its directory)")
+            raise OpenJukeboxError(f"{path}: not a PyTorch checkpoint (expected a torch.save zip archive)")
     try:
         with torch.serialization.safe_globals(_data_only_globals()):
-            data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            data = torch.load(path, map_location="cpu", weights_only=True, mmap=not legacy)
     except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e):
+            raise OpenJukeboxError(f"{path}: truncated or damaged ({str(e).splitlines()[0]})") from None
         found = re.search(r"GLOBAL ([\w.]+)", str(e))
         what = f"it would run {found.group(1)}" if found else "it holds more than weights and data"
         raise OpenJukeboxError(f"{path}: refused to load: {what} (not a released Jukebox checkpoint?)") from None
@@ -99,6 +122,8 @@ def load_original(path: str | os.PathLike) -> dict[str, Any]:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
         if "enforce fail" in reason or "archive" in reason:
             reason = "a zip archive, but not one written by torch.save"
+        if legacy:  # the header was that of a torch.save file: the rest is missing or damaged
+            raise OpenJukeboxError(f"{path}: truncated or damaged ({reason})") from None
         raise OpenJukeboxError(f"{path}: not a PyTorch checkpoint ({reason})") from None
     if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise OpenJukeboxError(f"{path}: not a Jukebox checkpoint (no 'model' state dict)")

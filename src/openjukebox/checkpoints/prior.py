@@ -10,7 +10,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from openjukebox.checkpoints.format import load_weights, read_config, save_model
+import torch
+
+from openjukebox.checkpoints.format import (
+    WEIGHTS_FILE,
+    load_state_dict_checked,
+    read_config,
+    read_safetensors,
+    save_model,
+)
 from openjukebox.data.vocab import Vocabulary
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior import Prior, PriorConfig
@@ -51,9 +59,22 @@ def load_prior_config(folder: str | os.PathLike) -> PriorConfig:
     return PriorConfig.from_dict(read_config(folder, KIND))
 
 
-def load_prior(folder: str | os.PathLike) -> Prior:
-    """Rebuild a prior from its checkpoint folder, in eval mode."""
-    return load_weights(folder, Prior(load_prior_config(folder))).eval()
+def load_prior(folder: str | os.PathLike, dtype: torch.dtype | None = torch.float32) -> Prior:
+    """Rebuild a prior from its checkpoint folder, in eval mode, with floating-point weights in `dtype` (None: as
+    stored; imported 5b tops keep the released fp16 weights on disk).
+
+    The model is built on the meta device and takes the loaded tensors as its parameters, so loading a 5B-parameter
+    prior needs memory for one copy of its weights, not two."""
+    config = load_prior_config(folder)
+    with torch.device("meta"):
+        model = Prior(config)
+    state = read_safetensors(Path(folder) / WEIGHTS_FILE)
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+    load_state_dict_checked(model, state, str(Path(folder) / WEIGHTS_FILE), assign=True)
+    if not config.merged_decoder:  # assign=True replaced the shared Parameter: tie the output projection again
+        model.prior.x_out.weight = model.prior.x_emb.weight
+    return model.eval()
 
 
 def load_vocabularies(folder: str | os.PathLike) -> tuple[Vocabulary, Vocabulary] | None:

@@ -136,6 +136,8 @@ class PriorConfig:
     conditioner: ConditionerConfig | None = None  # required below the top level
 
     def __post_init__(self) -> None:
+        if self.n_ctx < 1 or self.bins < 1:
+            raise ValueError(f"n_ctx and bins must be >= 1, got {self.n_ctx}, {self.bins}")
         if not 0 <= self.level < self.levels:
             raise ValueError(f"level must be in [0, {self.levels}), got {self.level}")
         if len(self.downs_t) != self.levels or len(self.strides_t) != self.levels:
@@ -331,7 +333,7 @@ def _own_preset(
                 genre_bins=64,
                 max_bow_genre_size=1,
                 t_bins=64,
-                min_duration=round(window, 2),
+                min_duration=math.floor(window * 100) / 100,  # a song of exactly one window is long enough
                 max_duration=600.0,
                 ids="ours",
             ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,6 +82,11 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--artist", default="unknown", help="artist name (as the model's labels know it)")
     p.add_argument("--genre", default="unknown", help="genre name")
     p.add_argument("--lyrics-file", type=Path, help="text file with the lyrics (lyric models)")
+    p.add_argument(
+        "--drop-unknown-chars",
+        action="store_true",
+        help="leave out lyric characters the model has no token for (default: refuse and list them)",
+    )
     p.add_argument("--seconds", type=float, default=20.0, help="length to generate, in seconds (default 20)")
     p.add_argument(
         "--total-seconds", type=float, help="length of the whole song for the timing conditioning (default --seconds)"
@@ -191,12 +197,31 @@ def load_pipeline(dirs: ModelDirs, device: str, levels: list[int]) -> Pipeline:
     return Pipeline(vqvae, priors, labellers, cached_window_sampler, device=device)
 
 
-def check_song(pipeline: Pipeline, spec: RunSpec) -> None:
-    """Names and lyrics the model cannot condition on are errors before any sampling starts."""
+def check_song(pipeline: Pipeline, spec: RunSpec, allow_dropped_chars: bool = False) -> None:
+    """Names and lyrics the model cannot condition on are errors before any sampling starts (the original maps
+    unknown names to id 0 and drops unknown characters silently)."""
+    from openjukebox.data.lyrics import encode_lyrics
+    from openjukebox.data.official_ids import IdTable
+
     song = spec.song()
     for level in spec.levels:
-        if pipeline.labellers.get(level) is not None:
-            pipeline.base_labels(level, song, 1)
+        labeller = pipeline.labellers.get(level)
+        if labeller is None:
+            continue
+        for table, name in ((labeller.artists, spec.artist), (labeller.genres, spec.genre)):
+            if isinstance(table, IdTable):
+                table.lookup(name)  # raises with the closest names
+        if labeller.lyrics_vocab is not None:
+            if not spec.lyrics.strip():
+                raise OpenJukeboxError("this is a lyrics model: give the lyrics with --lyrics-file")
+            encoded = encode_lyrics(spec.lyrics, labeller.lyrics_vocab)
+            if encoded.dropped and not allow_dropped_chars:
+                chars = " ".join(repr(c) for c in encoded.dropped)
+                raise OpenJukeboxError(
+                    f"lyrics: characters outside the model's lyric vocabulary: {chars} "
+                    f"(edit them out, or pass --drop-unknown-chars to leave them out)"
+                )
+        pipeline.base_labels(level, song, 1)
 
 
 class ProgressBars:
@@ -213,11 +238,14 @@ class ProgressBars:
         from tqdm import tqdm
 
         now = time.perf_counter()
+        interval = 0.5 if sys.stderr.isatty() else 10.0  # logs get a line every 10 s, not a redraw per token
         if p.level != self.level:
             self.close()
             self.level = p.level
-            self.bar = tqdm(total=p.windows_total, desc=f"level {p.level}", unit="window", dynamic_ncols=True)
-        elif p.windows_done == self.bar.n and now - self.shown < 0.5:
+            self.bar = tqdm(
+                total=p.windows_total, desc=f"level {p.level}", unit="window", dynamic_ncols=True, mininterval=interval
+            )
+        elif now - self.shown < interval and (p.windows_done == self.bar.n or not sys.stderr.isatty()):
             return
         self.shown = now
         self.bar.n = p.windows_done
@@ -244,6 +272,8 @@ def sample_cli(args: argparse.Namespace) -> None:
     else:
         if args.out is None:
             raise OpenJukeboxError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
+        if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
+            raise OpenJukeboxError(f"{args.out}: exists and is not empty; use --resume {args.out} or a new folder")
         dirs = resolve_model(args.model)
         levels = sorted({int(x) for x in args.levels.split(",") if x.strip().isdigit()} or {0, 1, 2})
         pipeline = load_pipeline(dirs, args.device, [lv for lv in levels if lv in dirs.priors])
@@ -252,7 +282,7 @@ def sample_cli(args: argparse.Namespace) -> None:
         labels = None if top is None else top.config.labels
         max_seconds = labels.max_duration if labels is not None and labels.max_duration else float("inf")
         spec = _spec_from_args(args, dirs, sr, pipeline.vqvae.hop_lengths[-1], max_seconds)
-        check_song(pipeline, spec)
+        check_song(pipeline, spec, args.drop_unknown_chars)
         run = SampleRun.create(args.out, spec)
     bars = ProgressBars()
     try:

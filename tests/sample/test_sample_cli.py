@@ -1,0 +1,141 @@
+"""`openjukebox sample` end to end on a tiny model: outputs, SIGKILL + --resume bit-identity, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from openjukebox.cli import main
+
+ARGS = ["--artist", "alice", "--genre", "rock", "--seconds", "0.6", "--n-samples", "2", "--seed", "5"]
+
+
+def _args(model: Path, lyrics: Path, out: Path, *extra: str) -> list[str]:
+    return ["sample", "--model", str(model), "--lyrics-file", str(lyrics), *ARGS, "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def lyrics_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("lyrics") / "lyrics.txt"
+    path.write_text("Hello darkness, my old friend\nI've come to talk with you again\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_model_dir, lyrics_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "reference"
+    assert main(_args(tiny_model_dir, lyrics_file, out)) == 0
+    return out
+
+
+def _codes(run: Path, level: int) -> dict[str, np.ndarray]:
+    with np.load(run / f"level_{level}" / "codes.npz") as data:
+        return {k: data[k] for k in data.files if k != "meta"}
+
+
+def test_outputs_of_every_level(reference_run):
+    for level, hop in ((2, 128), (1, 32), (0, 8)):
+        folder = reference_run / f"level_{level}"
+        meta = json.loads((folder / "metadata.json").read_text())
+        assert meta["seed"] == 5 and meta["artist"] == "alice" and meta["level"] == level
+        assert meta["prior"]["level"] == level and meta["openjukebox_version"]
+        codes = _codes(reference_run, level)
+        assert codes[f"z{level}"].shape == (2, int(0.6 * 44100) // 128 * 128 // hop)
+        for i in range(2):
+            audio, sr = sf.read(folder / f"item_{i}.wav")
+            assert sr == 44100 and len(audio) == codes[f"z{level}"].shape[1] * hop
+            assert (folder / f"item_{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("kill_when", ["top level", "upsampling"])
+def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, reference_run, tmp_path, kill_when):
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "openjukebox.cli", *_args(tiny_model_dir, lyrics_file, out)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    state, deadline = out / "state.npz", time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if kill_when == "top level" and state.is_file() and not (out / "level_2").exists():
+                if state.stat().st_size > 0 and os.path.getmtime(state) > os.path.getmtime(out / "run.json"):
+                    break
+            if kill_when == "upsampling" and (out / "level_2" / "metadata.json").is_file():
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (out / "level_0" / "metadata.json").exists()
+    assert main(["sample", "--resume", str(out)]) == 0
+    for level in (2, 1, 0):
+        want, got = _codes(reference_run, level), _codes(out, level)
+        assert all(np.array_equal(want[k], got[k]) for k in want), f"level {level} codes differ"
+        for i in range(2):
+            name = f"level_{level}/item_{i}.wav"
+            assert (out / name).read_bytes() == (reference_run / name).read_bytes(), name
+
+
+def test_top_level_only_and_upsample_mode(tiny_model_dir, lyrics_file, reference_run, tmp_path):
+    top = tmp_path / "top"
+    assert main(_args(tiny_model_dir, lyrics_file, top, "--levels", "2")) == 0
+    assert (top / "level_2" / "item_0.wav").is_file() and not (top / "level_1").exists()
+    assert np.array_equal(_codes(top, 2)["z2"], _codes(reference_run, 2)["z2"])
+    up = tmp_path / "up"
+    codes = str(top / "level_2" / "codes.npz")
+    assert main(_args(tiny_model_dir, lyrics_file, up, "--mode", "upsample", "--codes", codes)) == 0
+    assert np.array_equal(_codes(up, 0)["z0"], _codes(reference_run, 0)["z0"])  # same seed, same windows
+
+
+def test_primed_mode_keeps_the_prompt(tiny_model_dir, lyrics_file, reference_run, tmp_path):
+    out = tmp_path / "primed"
+    prompt = str(reference_run / "level_0" / "item_0.wav")
+    assert main(_args(tiny_model_dir, lyrics_file, out, "--prompt", prompt, "--prompt-seconds", "0.2")) == 0
+    assert json.loads((out / "run.json").read_text())["mode"] == "primed"
+    assert _codes(out, 2)["z2"].shape == (2, 206)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--artist", "alicia"], "closest known: 'alice'"),
+        (["--genre", "polka"], "unknown genre"),
+        (["--seconds", "0"], "--seconds must be > 0"),
+        (["--seconds", "700"], "at most 600"),
+        (["--prompt", "missing.wav"], "no such audio file"),
+        (["--mode", "continue"], "needs --codes"),
+        (["--temperature", "2=-1"], "temperature must be > 0"),
+        (["--top-k", "x=1"], "--top-k"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, lyrics_file, tmp_path, capsys, extra, message):
+    out = tmp_path / "bad"
+    assert main(_args(tiny_model_dir, lyrics_file, out, *extra)) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("openjukebox: error:") and message in err[0], err
+    assert not out.exists()
+
+
+def test_lyrics_problems_and_existing_folder(tiny_model_dir, tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_text("love * and & money")
+    assert main(_args(tiny_model_dir, bad, tmp_path / "a")) == 1
+    assert "'*' '&'" in capsys.readouterr().err
+    assert main(_args(tiny_model_dir, bad, tmp_path / "b", "--drop-unknown-chars", "--levels", "2")) == 0
+    capsys.readouterr()
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "mine.txt").write_text("precious")
+    assert main(_args(tiny_model_dir, bad, keep)) == 1
+    assert "not empty" in capsys.readouterr().err and (keep / "mine.txt").read_text() == "precious"
+    assert main(["sample", "--resume", str(tmp_path / "nothing")]) == 1
+    assert main(["sample", "--model", str(tmp_path), "--out", str(tmp_path / "c")]) == 1
