@@ -106,6 +106,12 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
             help=f"per level (0 = bottom) or one value for all; defaults {shown}",
         )
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="prior weights and activations (bf16/fp16 halve memory traffic on GPU; logits and draws stay fp32)",
+    )
 
 
 def _spec_from_args(args: argparse.Namespace, dirs: ModelDirs, sr: int, top_hop: int, max_seconds: float) -> RunSpec:
@@ -173,11 +179,17 @@ def _spec_from_args(args: argparse.Namespace, dirs: ModelDirs, sr: int, top_hop:
         prompt_length=prompt_length,
         codes=None if args.codes is None else str(args.codes),
         device=str(args.device),
+        precision=args.precision,
         fingerprints=model_fingerprints(dirs),
     )
 
 
-def load_pipeline(dirs: ModelDirs, device: str, levels: list[int]) -> Pipeline:
+PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def load_pipeline(dirs: ModelDirs, device: str, levels: list[int], precision: str = "fp32") -> Pipeline:
+    import torch
+
     from openjukebox.checkpoints.prior import load_prior, load_vocabularies
     from openjukebox.checkpoints.vqvae import load_vqvae
     from openjukebox.prior.labeller import Labeller
@@ -186,7 +198,7 @@ def load_pipeline(dirs: ModelDirs, device: str, levels: list[int]) -> Pipeline:
     vqvae = load_vqvae(dirs.vqvae).to(device)
     priors, labellers = {}, {}
     for level in levels:
-        prior = load_prior(dirs.priors[level])
+        prior = load_prior(dirs.priors[level], dtype=getattr(torch, PRECISIONS[precision]))
         vocab = load_vocabularies(dirs.priors[level])
         priors[level] = prior
         if prior.config.labels is None:
@@ -245,7 +257,11 @@ class ProgressBars:
             self.bar = tqdm(
                 total=p.windows_total, desc=f"level {p.level}", unit="window", dynamic_ncols=True, mininterval=interval
             )
-        elif now - self.shown < interval and (p.windows_done == self.bar.n or not sys.stderr.isatty()):
+        elif (
+            now - self.shown < interval
+            and p.windows_done < p.windows_total
+            and (p.windows_done == self.bar.n or not sys.stderr.isatty())
+        ):
             return
         self.shown = now
         self.bar.n = p.windows_done
@@ -268,7 +284,7 @@ def sample_cli(args: argparse.Namespace) -> None:
         run = SampleRun.open(args.resume)
         dirs = resolve_model(run.spec.model)
         run.check_model(dirs)
-        pipeline = load_pipeline(dirs, run.spec.device, sorted(run.spec.levels))
+        pipeline = load_pipeline(dirs, run.spec.device, sorted(run.spec.levels), run.spec.precision)
     else:
         if args.out is None:
             raise OpenJukeboxError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
@@ -276,7 +292,7 @@ def sample_cli(args: argparse.Namespace) -> None:
             raise OpenJukeboxError(f"{args.out}: exists and is not empty; use --resume {args.out} or a new folder")
         dirs = resolve_model(args.model)
         levels = sorted({int(x) for x in args.levels.split(",") if x.strip().isdigit()} or {0, 1, 2})
-        pipeline = load_pipeline(dirs, args.device, [lv for lv in levels if lv in dirs.priors])
+        pipeline = load_pipeline(dirs, args.device, [lv for lv in levels if lv in dirs.priors], args.precision)
         top = pipeline.priors.get(2)
         sr = pipeline.vqvae.config.sample_rate
         labels = None if top is None else top.config.labels

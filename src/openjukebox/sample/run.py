@@ -62,6 +62,7 @@ class RunSpec:
     prompt_length: int = 0  # samples of it used
     codes: str | None = None  # codes file (continue / upsample)
     device: str = "cpu"
+    precision: str = "fp32"  # prior weights: fp32, bf16 or fp16
     fingerprints: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -246,5 +247,6 @@ class SampleRun:
             "torch_version": torch.__version__,
             "python": platform.python_version(),
             "device": spec.device,
+            "precision": spec.precision,
         }
         write_json_atomic(folder / "metadata.json", json.loads(json.dumps(meta)))
