@@ -98,7 +98,7 @@ def _bad_inputs(tmp_path, tiny_vqvae_dir, tones_dir):
     sf.write(nan, np.full(4096, np.nan, dtype=np.float32), SR, subtype="FLOAT")
     garbage = tmp_path / "garbage.pth.tar"
     garbage.write_bytes(b"\x00" * 100)
-    not_vqvae = tmp_path / "prior.pth.tar"
+    not_vqvae = tmp_path / "prior.pth.tar"  # looks like a prior (so it is imported as one) but is incomplete
     torch.save({"model": {"prior.x_emb.weight": torch.zeros(2, 2)}}, not_vqvae)
     no_model = tmp_path / "nomodel.pth.tar"
     torch.save({"weights": {}}, no_model)
@@ -125,7 +125,7 @@ def _bad_inputs(tmp_path, tiny_vqvae_dir, tones_dir):
         (["import", str(tmp_path / "missing.pth.tar"), "-o", str(tmp_path / "o")], "no such file"),
         (["import", str(garbage), "-o", str(tmp_path / "o")], "not a PyTorch checkpoint"),
         (["import", str(zip_not_torch), "-o", str(tmp_path / "o")], "not a PyTorch checkpoint"),
-        (["import", str(not_vqvae), "-o", str(tmp_path / "o")], "not a Jukebox VQ-VAE"),
+        (["import", str(not_vqvae), "-o", str(tmp_path / "o")], "not a Jukebox prior checkpoint"),
         (["import", str(no_model), "-o", str(tmp_path / "o")], "no 'model'"),
         (["vqvae", "train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "r")], "no such folder"),
         (

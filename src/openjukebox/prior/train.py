@@ -38,6 +38,7 @@ from openjukebox.errors import OpenJukeboxError
 from openjukebox.fileio import read_json_object, write_json_atomic
 from openjukebox.prior.config import PRESET_NAMES, PriorConfig, prior_preset, with_label_bins
 from openjukebox.prior.model import Prior
+from openjukebox.train.config import add_schedule_arguments
 from openjukebox.vqvae.config import VQVAEConfig
 
 logger = logging.getLogger(__name__)
@@ -224,20 +225,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vqvae", type=Path, help="the VQ-VAE whose codes to model (default: the imported official VQ-VAE)")
     p.add_argument("--cache", type=Path, help="code cache folder (default: DATA/.openjukebox-codes)")
     p.add_argument("--ids", type=Path, help="folder of the official artist/genre id tables (v2/v3 priors)")
-    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps in the whole run")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per process per micro-step")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (AdamW)")
+    add_schedule_arguments(p, "windows")
     p.add_argument(
         "--weight-decay", type=float, default=0.0, help="decoupled weight decay (Jukebox used 0.01 for priors)"
     )
-    p.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up")
-    p.add_argument("--decay", choices=["none", "linear", "cosine"], default="none", help="learning-rate decay to 0")
-    p.add_argument("--decay-start", type=int, default=0, help="step at which the decay begins")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm (0 = off)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="bf16/fp16: CUDA only")
-    p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps (and on SIGTERM/Ctrl-C)")
-    p.add_argument("--log-every", type=int, default=10, help="TensorBoard scalars every N steps")
     p.add_argument("--val-every", type=int, default=500, help="validation loss every N steps (0 = never)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the songs held out for validation")
     p.add_argument("--val-batches", type=int, default=4, help="batches in one validation pass")
@@ -333,7 +324,7 @@ def train_prior(args: argparse.Namespace) -> None:
     from openjukebox.checkpoints.prior import save_prior
     from openjukebox.data.code_cache import DEFAULT_CACHE_NAME, CodeCache, vqvae_fingerprint
     from openjukebox.data.index import open_index
-    from openjukebox.train.config import TrainConfig
+    from openjukebox.train.config import train_config_from_args
     from openjukebox.train.engine import Trainer
 
     if args.resume and args.init:
@@ -346,23 +337,7 @@ def train_prior(args: argparse.Namespace) -> None:
         raise OpenJukeboxError(f"{args.out}: holds a run already; pass --resume to continue it or choose another --out")
     if not 0.0 <= args.val_fraction < 1.0:
         raise OpenJukeboxError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    train_config = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        warmup_steps=args.warmup_steps,
-        decay=args.decay,
-        decay_start=args.decay_start,
-        grad_clip=args.grad_clip,
-        precision=args.precision,
-        save_every=args.save_every,
-        log_every=args.log_every,
-        media_every=args.val_every,
-        seed=args.seed,
-        num_workers=args.workers,
-    )
+    train_config = train_config_from_args(args, media_every=args.val_every)
     vqvae_dir = resolve_vqvae_dir(args.vqvae)
     vqvae = VQVAEConfig.from_dict(read_config(vqvae_dir, "vqvae"))
     _check_data_settings(args)

@@ -116,3 +116,39 @@ def check_resumable(saved: TrainConfig, current: TrainConfig, step: int) -> list
     if current.steps < step:
         raise OpenJukeboxError(f"cannot resume: the checkpoint is at step {step}, past steps={current.steps}")
     return changed
+
+
+def add_schedule_arguments(p: Any, what: str = "crops") -> None:
+    """The command-line options every `... train` command shares (one per `TrainConfig` field they set)."""
+    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps in the whole run")
+    p.add_argument("--batch-size", type=int, default=4, help=f"{what} per process per micro-step")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
+    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (Adam)")
+    p.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up")
+    p.add_argument("--decay", choices=list(DECAYS), default="none", help="learning-rate decay to 0")
+    p.add_argument("--decay-start", type=int, default=0, help="step at which the decay begins")
+    p.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm (0 = off)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default="fp32", help="bf16/fp16: CUDA only")
+    p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps (and on SIGTERM/Ctrl-C)")
+    p.add_argument("--log-every", type=int, default=10, help="TensorBoard scalars every N steps")
+
+
+def train_config_from_args(args: Any, media_every: int) -> TrainConfig:
+    """The `TrainConfig` of a `... train` command's parsed options (see `add_schedule_arguments`)."""
+    return TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        grad_accum=args.grad_accum,
+        lr=args.lr,
+        weight_decay=getattr(args, "weight_decay", 0.0),
+        warmup_steps=args.warmup_steps,
+        decay=args.decay,
+        decay_start=args.decay_start,
+        grad_clip=args.grad_clip,
+        precision=args.precision,
+        save_every=args.save_every,
+        log_every=args.log_every,
+        media_every=media_every,
+        seed=args.seed,
+        num_workers=args.workers,
+    )

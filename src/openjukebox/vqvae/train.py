@@ -22,6 +22,7 @@ from openjukebox.data.audio_folder import AudioFolder
 from openjukebox.data.bandwidth import Bandwidth, compute_bandwidth
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.fileio import write_json_atomic
+from openjukebox.train.config import add_schedule_arguments
 from openjukebox.vqvae.config import PRESETS, VQVAEConfig, get_preset
 from openjukebox.vqvae.losses import spectral_convergence_db, vqvae_loss
 from openjukebox.vqvae.model import VQVAE
@@ -68,20 +69,10 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model size (default: small)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", type=Path, help="start from this VQ-VAE checkpoint folder (fine-tuning)")
-    p.add_argument("--steps", type=int, default=10_000, help="optimizer steps in the whole run")
-    p.add_argument("--batch-size", type=int, default=4, help="crops per process per micro-step")
-    p.add_argument("--grad-accum", type=int, default=1, help="micro-steps per optimizer step")
+    add_schedule_arguments(p, "crops")
     p.add_argument(
         "--sample-length", type=int, default=65536, help="crop length in samples (a multiple of 128; 65536 = 1.5 s)"
     )
-    p.add_argument("--lr", type=float, default=3e-4, help="peak learning rate (Adam)")
-    p.add_argument("--warmup-steps", type=int, default=100, help="linear learning-rate warm-up")
-    p.add_argument("--decay", choices=["none", "linear", "cosine"], default="none", help="learning-rate decay to 0")
-    p.add_argument("--decay-start", type=int, default=0, help="step at which the decay begins")
-    p.add_argument("--grad-clip", type=float, default=1.0, help="max global gradient norm (0 = off)")
-    p.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32", help="bf16/fp16: CUDA only")
-    p.add_argument("--save-every", type=int, default=1000, help="checkpoint every N steps (and on SIGTERM/Ctrl-C)")
-    p.add_argument("--log-every", type=int, default=10, help="TensorBoard scalars every N steps")
     p.add_argument("--media-every", type=int, default=500, help="TensorBoard audio every N steps (0 = never)")
     p.add_argument("--workers", type=int, default=1, help="data loader processes prefetching crops")
     p.add_argument("--seed", type=int, default=0, help="seed of weights, crops and codebook restarts")
@@ -113,7 +104,7 @@ def _bandwidth(args: argparse.Namespace, folder: AudioFolder) -> Bandwidth:
 
 def train_vqvae(args: argparse.Namespace) -> None:
     from openjukebox.checkpoints.vqvae import load_vqvae
-    from openjukebox.train.config import TrainConfig
+    from openjukebox.train.config import train_config_from_args
     from openjukebox.train.engine import Trainer
 
     if args.sample_length % 128:
@@ -135,22 +126,7 @@ def train_vqvae(args: argparse.Namespace) -> None:
         for level, codebook in enumerate(model.codebooks):
             codebook.restore_(args.batch_size * args.sample_length / config.hop_lengths[level] / config.l_bins)
         logger.info("fine-tuning from %s", args.init_from)
-    train_config = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        grad_accum=args.grad_accum,
-        lr=args.lr,
-        warmup_steps=args.warmup_steps,
-        decay=args.decay,
-        decay_start=args.decay_start,
-        grad_clip=args.grad_clip,
-        precision=args.precision,
-        save_every=args.save_every,
-        log_every=args.log_every,
-        media_every=args.media_every,
-        seed=args.seed,
-        num_workers=args.workers,
-    )
+    train_config = train_config_from_args(args, media_every=args.media_every)
     task = VQVAETask(model, folder, bandwidth, args.batch_size, args.seed)
     result = Trainer(task, train_config, args.out, resume=args.resume, progress=not args.no_progress).fit()
     if result.interrupted:
