@@ -24,6 +24,14 @@ def write_tones(folder: Path, freqs=(220.0, 330.0, 440.0, 550.0), seconds: float
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_openjukebox_home(tmp_path_factory):
+    """No test reads or writes the user's ~/.openjukebox (imported models, the library of generated songs)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENJUKEBOX_HOME", str(tmp_path_factory.mktemp("openjukebox_home")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tones_dir(tmp_path_factory) -> Path:
     return write_tones(tmp_path_factory.mktemp("tones"))

@@ -170,6 +170,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     sample_cli(args)
 
 
+def cmd_songs(args: argparse.Namespace) -> None:
+    from openjukebox.sample.library import songs_cli
+
+    songs_cli(args)
+
+
 # --- parser -----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -223,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sample_arguments(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("songs", help="list the songs generated on this machine (the library of sampling runs)")
+    p.set_defaults(func=cmd_songs)
 
     vq = sub.add_parser("vqvae", help="train or evaluate a VQ-VAE").add_subparsers(
         dest="vqvae_command", required=True, metavar="ACTION"

@@ -65,9 +65,9 @@ def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, refer
     state, deadline = out / "state.npz", time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
-            if kill_when == "top level" and state.is_file() and not (out / "level_2").exists():
-                if state.stat().st_size > 0 and os.path.getmtime(state) > os.path.getmtime(out / "run.json"):
-                    break
+            top_started = state.is_file() and os.path.getmtime(state) > os.path.getmtime(out / "run.json")
+            if kill_when == "top level" and top_started and not (out / "level_2").exists():
+                break
             if kill_when == "upsampling" and (out / "level_2" / "metadata.json").is_file():
                 break
             time.sleep(0.005)
@@ -83,6 +83,15 @@ def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, refer
         for i in range(2):
             name = f"level_{level}/item_{i}.wav"
             assert (out / name).read_bytes() == (reference_run / name).read_bytes(), name
+
+
+def test_runs_are_listed_in_the_library(tiny_model_dir, lyrics_file, tmp_path, capsys):
+    out = tmp_path / "listed"
+    assert main(_args(tiny_model_dir, lyrics_file, out, "--levels", "2")) == 0
+    capsys.readouterr()
+    assert main(["songs"]) == 0
+    listing = capsys.readouterr().out
+    assert str(out.resolve()) in listing and "levels 2" in listing and "alice / rock" in listing
 
 
 def test_top_level_only_and_upsample_mode(tiny_model_dir, lyrics_file, reference_run, tmp_path):

@@ -7,6 +7,8 @@
     RUN_DIR/level_<L>/item_<i>.png    its spectrogram
     RUN_DIR/level_<L>/metadata.json   model, labels, lyrics, seed, settings, timings, software version
 
+Every run is also listed in the library of generated songs (`library.py`, SQLite).
+
 The random draws of a window depend only on the seed and the window's position (`pipeline.window_seed`), and the
 state holds every code sampled so far, so a run killed at any point and continued with `--resume` writes the same
 bits as an uninterrupted run. A resumed run must use the same model: run.json records a fingerprint of every model
@@ -33,6 +35,7 @@ from openjukebox.checkpoints.codes import CodesFile, load_codes, save_codes
 from openjukebox.checkpoints.hierarchy import ModelDirs
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.fileio import read_json_object, write_json_atomic
+from openjukebox.sample import library
 from openjukebox.sample.outputs import write_level_audio
 from openjukebox.sample.pipeline import Pipeline, Progress, Song
 from openjukebox.sample.settings import MODES, LevelSampling, default_sampling
@@ -205,7 +208,10 @@ class SampleRun:
         def on_level(level: int, zs: dict[int, torch.Tensor]) -> None:
             timings[level] = time.perf_counter() - started[0]
             self.write_level(level, zs, pipeline, timings[level])
+            library.record_level(self.folder, level)
             started[0] = time.perf_counter()
+
+        library.record_run(self.folder, spec, pipeline.vqvae.config.sample_rate)
 
         levels = [level for level in spec.levels if level < pipeline.levels]
         for level in range(pipeline.levels):
