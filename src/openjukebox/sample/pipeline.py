@@ -108,9 +108,9 @@ class Pipeline:
     def top_level(self) -> int:
         return self.levels - 1
 
-    def level_tokens(self, seconds_or_samples: int, level: int) -> int:
-        """Tokens of `level` for a song of `seconds_or_samples` audio samples (a multiple of the top hop)."""
-        return seconds_or_samples // self.vqvae.hop_lengths[level]
+    def level_tokens(self, length: int, level: int) -> int:
+        """Tokens of `level` for a song of `length` audio samples (a multiple of the top hop)."""
+        return length // self.vqvae.hop_lengths[level]
 
     # -- the four verbs -----------------------------------------------------------------------------------------
 
