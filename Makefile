@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint format bench clean synth-deps
+.PHONY: install test test-slow lint format bench clean synth-deps browser-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: $(STAMP)
 synth-deps:
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends fluidsynth fluid-soundfont-gm espeak-ng sox
+
+# Headless Chromium for the karaoke page test, driven by Playwright (Debian; needs root: `sudo make browser-deps`).
+browser-deps:
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends chromium
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache
