@@ -170,6 +170,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     sample_cli(args)
 
 
+def cmd_align(args: argparse.Namespace) -> None:
+    from openjukebox.align.cli import align_cli
+
+    align_cli(args)
+
+
 def cmd_songs(args: argparse.Namespace) -> None:
     from openjukebox.sample.library import songs_cli
 
@@ -229,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sample_arguments(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "align",
+        help="align lyrics to a recording: word times (align.json, lyrics.lrc), attention PNG, karaoke page",
+        description="Forced alignment of an existing recording: encode it with the VQ-VAE, teacher-force the lyric "
+        "top prior with the lyrics over every window, and read word times off its lyrics attention.",
+    )
+    from openjukebox.align.cli import add_align_arguments
+
+    add_align_arguments(p)
+    p.set_defaults(func=cmd_align)
 
     p = sub.add_parser("songs", help="list the songs generated on this machine (the library of sampling runs)")
     p.set_defaults(func=cmd_songs)

@@ -56,6 +56,18 @@ def test_outputs_of_every_level(reference_run):
             assert (folder / f"item_{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_every_sample_gets_its_lyrics_alignment(reference_run):
+    from openjukebox.align.outputs import read_alignment
+
+    for i in range(2):
+        folder = reference_run / "align" / f"item_{i}"
+        assert {p.name for p in folder.iterdir()} >= {"align.json", "lyrics.lrc", "alignment.png", "karaoke.html"}
+        alignment = read_alignment(folder / "align.json")
+        starts = [w.start for w in alignment.words]
+        assert len(starts) == 12 and starts == sorted(starts) and alignment.source == "sampled"
+        assert "[00:" in (folder / "lyrics.lrc").read_text()
+
+
 @pytest.mark.parametrize("kill_when", ["top level", "upsampling"])
 def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, reference_run, tmp_path, kill_when):
     out = tmp_path / "run"

@@ -47,7 +47,9 @@ class Alignment:
     """Lyrics aligned to one song.
 
     matrix: (frames, len(text)) float32 attention of the music (one row per top-level code, `frame_seconds`
-        apart) over the characters, stitched over windows; rows sum to at most 1 (0 where no window covered it).
+        apart) over the characters, stitched over windows (0 where no window covered it). One window's row sums
+        to at most 1; where windows overlap, the original's stitching rule (stitch.py) can fill one row from
+        several windows, so a row may sum to more.
     path: (frames,) int64 character index the monotonic path assigns to each frame.
     """
 

@@ -6,6 +6,7 @@
     RUN_DIR/level_<L>/item_<i>.wav    sample i decoded from level L (level 2 first: a low-fidelity preview)
     RUN_DIR/level_<L>/item_<i>.png    its spectrogram
     RUN_DIR/level_<L>/metadata.json   model, labels, lyrics, seed, settings, timings, software version
+    RUN_DIR/align/item_<i>/           lyric models: align.json, lyrics.lrc, alignment.png, karaoke.html
 
 Every run is also listed in the library of generated songs (`library.py`, SQLite).
 
@@ -205,9 +206,12 @@ class SampleRun:
         def on_window(level: int, window, zs: dict[int, torch.Tensor]) -> None:
             self.save_state(zs, pipeline)
 
+        alignments: dict[int, Any] = {}
+
         def on_level(level: int, zs: dict[int, torch.Tensor]) -> None:
             timings[level] = time.perf_counter() - started[0]
             self.write_level(level, zs, pipeline, timings[level])
+            self.write_alignments(level, zs, pipeline, alignments)
             library.record_level(self.folder, level)
             started[0] = time.perf_counter()
 
@@ -220,6 +224,45 @@ class SampleRun:
             zs, spec.song(), spec.length, levels, spec.seed, spec.level_settings(), on_window, on_level, progress
         )
         return zs
+
+    def write_alignments(
+        self, level: int, zs: dict[int, torch.Tensor], pipeline: Pipeline, alignments: dict[int, Any]
+    ) -> None:
+        """Lyrics alignment of every sample, RUN/align/item_<i>/ (align.json, lyrics.lrc, alignment.png,
+        karaoke.html): computed from the top-level codes once they exist, and rewritten with the audio of each
+        finer level as it is decoded, so the karaoke page always plays the best audio so far."""
+        from openjukebox.align.aligner import align_codes
+        from openjukebox.align.outputs import write_alignment
+
+        top = pipeline.top_level
+        prior, labeller = pipeline.priors.get(top), pipeline.labellers.get(top)
+        if prior is None or labeller is None or prior.config.alignment is None or top not in zs:
+            return
+        if zs[top].shape[1] == 0 or not self.spec.lyrics.strip():
+            return
+        spec = self.spec
+        hop = self.spec.level_settings().get(top, default_sampling(top)).hop_fraction
+        prior.to(pipeline.device)
+        try:
+            for i in range(zs[top].shape[0]):
+                if i not in alignments:
+                    alignments[i] = align_codes(
+                        prior,
+                        labeller,
+                        zs[top][i : i + 1].to(pipeline.device),
+                        spec.artist,
+                        spec.genre,
+                        spec.lyrics,
+                        total_length=spec.total_length or spec.length,
+                        hop_fraction=hop,
+                        source="sampled",
+                    )
+                audio = self.folder / f"level_{level}" / f"item_{i}.wav"
+                title = f"{spec.artist} - {spec.genre} (sample {i}, level {level})"
+                write_alignment(self.folder / "align" / f"item_{i}", alignments[i], audio, title)
+        finally:
+            if pipeline.device.type != "cpu":
+                prior.to("cpu")
 
     def write_level(self, level: int, zs: dict[int, torch.Tensor], pipeline: Pipeline, seconds: float) -> None:
         """codes.npz, item_<i>.wav/.png and metadata.json of a finished level (written once; metadata last)."""
