@@ -144,3 +144,65 @@ def test_cached_transformer_equals_teacher_forced(attn_order, depth, extra):
             got = _decode(model, x, cache, schedule)
             assert cache.length == N_CTX
             torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cache_for_a_shorter_decode_holds_only_its_positions(kind):
+    length = 21  # not a whole number of rows (block_ctx 8)
+    attn = FactoredAttention(CONFIG, kind)
+    _randomise_(attn, 10 + kind)
+    g = torch.Generator().manual_seed(200 + kind)
+    x = torch.randn(2, N_CTX, WIDTH, generator=g)
+    enc = torch.randn(2, ENCODER_DIMS, WIDTH, generator=g) if kind == ENC_DEC else None
+    with torch.no_grad():
+        want = attn(x, enc)[:, :length]  # every kind is causal: the first positions do not see later ones
+        cache = attn.new_cache(2, enc, length=length)
+        full_slots = attn.cache_slots()
+        slots = {DENSE: length, TRANSPOSE_BLOCK: 24}.get(kind, full_slots)  # the column layout keeps whole rows
+        assert cache.key.shape == (2, slots, WIDTH // 4)
+        got = _decode(attn, x[:, :length], cache, [5, 1, 1, 9, 1, 4])
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+        with pytest.raises(AssertionError, match="exceed the cache length 21"):
+            attn(x[:, length : length + 1], cache=cache)
+
+
+def test_decode_layout_changes_strides_only():
+    config = TransformerConfig(WIDTH, 3, HEADS, N_CTX, attn_order=2, blocks=BLOCKS)
+    model = Transformer(config)
+    _randomise_(model, 5)
+    x = torch.randn(2, N_CTX, WIDTH)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        want = model(x)
+        model.use_decode_layout_()
+        linears = [
+            m for layer in model.layers for m in (layer.attn.in_proj, layer.attn.proj, layer.mlp.fc, layer.mlp.proj)
+        ]
+        for linear in linears:
+            assert linear.weight.stride() == (
+                1,
+                linear.weight.shape[0],
+            )  # (in, out) in memory, as the original's Conv1D
+        pointers = [linear.weight.data_ptr() for linear in linears]
+        model.use_decode_layout_()  # already done: nothing is copied again
+        assert [linear.weight.data_ptr() for linear in linears] == pointers
+        after = model.state_dict()
+        assert after.keys() == before.keys()
+        assert all(torch.equal(after[k], before[k]) for k in before)
+        torch.testing.assert_close(model(x), want, atol=1e-5, rtol=0)
+        cache = model.new_cache(2)
+        torch.testing.assert_close(_decode(model, x, cache, [9] + [1] * 39), want, atol=1e-4, rtol=0)
+
+
+def test_half_precision_stack_decodes_token_by_token():
+    # bf16 LayerNorms take the upcasting path (not the fp32 fast path of `layer_token_step`).
+    config = TransformerConfig(WIDTH, 3, HEADS, N_CTX, attn_order=2, blocks=BLOCKS)
+    model = Transformer(config)
+    _randomise_(model, 6)
+    model = model.to(torch.bfloat16)
+    x = torch.randn(2, N_CTX, WIDTH).to(torch.bfloat16)
+    with torch.no_grad():
+        want = model(x).float()
+        got = _decode(model, x, model.new_cache(2), [1] * N_CTX).float()
+    assert got.dtype == want.dtype and want.abs().max() > 0.1
+    torch.testing.assert_close(got, want, atol=0.1, rtol=0.05)

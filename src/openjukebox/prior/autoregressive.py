@@ -124,9 +124,12 @@ class AutoregressivePrior(nn.Module):
 
     # -- incremental decoding ------------------------------------------------------------------------------------
 
-    def new_cache(self, batch: int, encoder_kv: torch.Tensor | None = None) -> TransformerCache:
-        """Empty key/value caches for decoding `batch` sequences; encoder_kv (B, S, width) for cross-attention."""
-        return self.transformer.new_cache(batch, encoder_kv)
+    def new_cache(
+        self, batch: int, encoder_kv: torch.Tensor | None = None, length: int | None = None
+    ) -> TransformerCache:
+        """Empty key/value caches for decoding `batch` sequences; encoder_kv (B, S, width) for cross-attention;
+        length: positions that will be decoded (default n_ctx; a shorter window allocates less)."""
+        return self.transformer.new_cache(batch, encoder_kv, length)
 
     def forward_cached(
         self,
@@ -150,7 +153,8 @@ class AutoregressivePrior(nn.Module):
             logits (B, L', input_bins), or activations (B, L', width) when `only_encode`.
         """
         b, start = x.shape[0], cache.length
-        h = self.x_emb(x.long())  # (B, L, W)
+        # Called once per sampled token: F.embedding on the table, not through the submodule.
+        h = F.embedding(x if x.dtype == torch.long else x.long(), self.x_emb.weight)  # (B, L, W)
         if start == 0:
             if self.y_cond:
                 if y_cond is None or y_cond.shape != (b, 1, self.width):
@@ -169,7 +173,7 @@ class AutoregressivePrior(nn.Module):
         if x_cond is not None:
             cond = x_cond if x_cond.shape[1] == 1 else x_cond[:, start : start + n]
             h = h + cond
-        h = self.transformer(h, cache=cache)
+        h = self.transformer.forward(h, cache=cache)  # no module-call overhead per token
         if not self.merged_decoder and cond is not None:
             h = h + cond
         if self.only_encode:

@@ -13,6 +13,12 @@ the temperature-scaled, top-k / nucleus-filtered logits. Conditioning is compute
   shifted by n_vocab (x_cond is zero on the lyric positions); outputs are shifted back and clamped at 0, because
   the model may draw a lyric token at a music position (the original's prior_preprocess / prior_postprocess).
 
+Speed: the cache is sized for the window's length (`new_cache(..., length)`), the loop runs under
+`torch.inference_mode`, each step is one `forward_cached` call whose single-token path works on 2-D activations
+with no per-layer branching beyond the slot arithmetic (see `FactoredAttention.token_step`), and the weights are
+put column-major once (`Transformer.use_decode_layout_`), which the CPU BLAS streams faster. Samples are batched
+(B rows per step). None of this changes a sampled token: the arithmetic is the same, op for op.
+
 Randomness: every draw is `torch.multinomial(probs, 1, replacement=True, generator=generator)`, which consumes the
 generator exactly as the original's `Categorical(logits).sample()` consumes the global one, so with the same seed
 on CPU both give the same tokens. With a generator the samples are a pure function of its seed; with None the
@@ -112,17 +118,24 @@ def sample_autoregressive(
         out[:, :n_known] = known
     if n_known == length:
         return out
-    cache = model.new_cache(n_samples, encoder_kv)
-    for begin in range(0, n_known, chunk_size):  # prefill positions begin .. end - 1; their logits are not needed
-        end = min(begin + chunk_size, n_known)
-        model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond)
-    for position in range(n_known, length):
-        last = out[:, position - 1 : position] if position > 0 else out[:, :0]  # the first step feeds the start
-        logits = model.forward_cached(last, cache, x_cond, y_cond)[:, -1].float()  # (B, bins)
-        logits = filter_logits(logits / temperature, top_k, top_p)
-        out[:, position] = draw(logits, generator)
-        if progress is not None:
-            progress(position - n_known + 1, length - n_known)
+    model.transformer.use_decode_layout_()  # once per model: weights column-major, read faster per step
+    with torch.inference_mode():  # the cache and every step's temporaries skip autograd bookkeeping entirely
+        cache = model.new_cache(n_samples, encoder_kv, length)  # sized for this window, not n_ctx
+        for begin in range(0, n_known, chunk_size):  # prefill positions begin .. end - 1; their logits are unused
+            end = min(begin + chunk_size, n_known)
+            model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond)
+        for position in range(n_known, length):
+            last = out[:, position - 1 : position] if position > 0 else out[:, :0]  # the first step feeds the start
+            logits = model.forward_cached(last, cache, x_cond, y_cond)[:, -1]  # (B, bins)
+            if logits.dtype != torch.float32:
+                logits = logits.float()
+            if temperature != 1.0:  # dividing by 1 is exact: skip the op
+                logits = logits / temperature
+            if top_k or top_p:
+                logits = filter_logits(logits, top_k, top_p)
+            out[:, position] = draw(logits, generator)
+            if progress is not None:
+                progress(position - n_known + 1, length - n_known)
     return out
 
 

@@ -33,7 +33,16 @@ forward would. Each kind keeps only what later queries can still see:
 
 Keys are stored already multiplied by d_head^-1/4. Chunks are padded to whole rows and run through the same
 row/column arrangement as the teacher-forced forward, so cached logits equal the teacher-forced ones up to float
-rounding.
+rounding. `new_cache(..., length=L)` sizes the dense and column caches for the first L positions only (a short
+window need not allocate, and zero, n_ctx slots per layer); the column layout then has ceil(L / block_ctx) rows
+per column.
+
+Speed (sampling is one call per token, so per-call overhead counts): a single new position takes `token_step`
+on 2-D (B, width) activations. It computes the fused q/k/v projection once, writes the scaled key and the value
+into their slot with one op (`torch.mul(kv, kv_scale, out=slot)`, keys and values sharing one buffer) and runs
+SDPA on views of the cached keys already split into heads: no padding, concatenation, mask or copy. The cached
+path calls `F.linear` on the layer's weights directly rather than through the submodules (no module-call
+overhead; forward hooks on `in_proj`/`proj` are not run while decoding). Weights are read once per step, in place.
 
 Fidelity: q and k are each scaled by d_head^-1/4 before the product (the original's training path) and the
 score scale passed to SDPA is 1; the original's sampling path scales the product by d_head^-1/2 instead, equal up
@@ -80,13 +89,23 @@ class KVCache:
     """Keys and values one attention layer keeps while decoding (see `FactoredAttention.new_cache`).
 
     key, value: (B, slots, n_state), preallocated once; `slots` and the position -> slot map depend on the kind
-    (module docstring); keys are stored multiplied by `FactoredAttention.qk_scale`. length: positions processed
-    so far (the next call starts at this position).
+    (module docstring); keys are stored multiplied by `FactoredAttention.qk_scale`. capacity: positions it can
+    take. length: positions processed so far (the next call starts at this position).
+
+    Self-attention kinds keep keys and values side by side in one buffer, `kv` (B, slots, 2 * n_state), of which
+    key and value are views, so that one op writes a new position's scaled key and its value: `kv_scale`
+    (2 * n_state,), fp32, holds qk_scale for the key half and exactly 1 for the value half. key_heads, value_heads:
+    (B, heads, slots, d_head) views of the same memory, the layout attention reads. None for cross-attention.
     """
 
     key: torch.Tensor
     value: torch.Tensor
+    capacity: int  # positions the cache can take (n_ctx unless built for a shorter decode)
     length: int = 0
+    kv: torch.Tensor | None = None
+    kv_scale: torch.Tensor | None = None
+    key_heads: torch.Tensor | None = None
+    value_heads: torch.Tensor | None = None
 
 
 class FactoredAttention(nn.Module):
@@ -229,9 +248,11 @@ class FactoredAttention(nn.Module):
 
     # -- incremental decoding ------------------------------------------------------------------------------------
 
-    def cache_slots(self) -> int:
-        """Positions per sample this layer's cache keeps (module docstring)."""
+    def cache_slots(self, length: int | None = None) -> int:
+        """Positions per sample this layer's cache keeps (module docstring), for decoding `length` positions
+        (default n_ctx)."""
         kind = self.attn_func
+        length = self.n_ctx if length is None else length
         if kind == BLOCK:
             return self.block_ctx
         if kind == PREV_BLOCK:
@@ -241,15 +262,21 @@ class FactoredAttention(nn.Module):
             return self.encoder_dims
         if kind == PRIME:
             return self.prime_keys
-        return self.n_ctx  # DENSE, TRANSPOSE_BLOCK
+        if kind == TRANSPOSE_BLOCK:  # whole rows, so that every column holds the same number of rows
+            return -(-length // self.block_ctx) * self.block_ctx
+        return length  # DENSE
 
-    def new_cache(self, batch: int, encoder_kv: torch.Tensor | None = None) -> KVCache:
+    def new_cache(self, batch: int, encoder_kv: torch.Tensor | None = None, length: int | None = None) -> KVCache:
         """An empty cache for `batch` sequences, in this layer's dtype and device.
 
         Args:
             encoder_kv: (batch, encoder_dims, width), required by (and only by) cross-attention layers, whose keys
                 and values are computed here once for the whole decode.
+            length: positions that will be decoded (1 .. n_ctx, default n_ctx); the dense and column caches hold
+                only these.
         """
+        length = self.n_ctx if length is None else length
+        assert 1 <= length <= self.n_ctx, f"cache length {length} not in [1, {self.n_ctx}]"
         weight = self.in_proj.weight
         if self.attn_func == ENC_DEC:
             assert encoder_kv is not None, "encoder-decoder attention needs encoder_kv"
@@ -257,32 +284,105 @@ class FactoredAttention(nn.Module):
                 f"encoder_kv {tuple(encoder_kv.shape)} != {(batch, self.encoder_dims, self.width)}"
             )
             k, v = self.enc_kv(encoder_kv.type_as(weight)).chunk(2, dim=-1)  # (B, S, n_state) each
-            return KVCache((k * self.qk_scale).contiguous(), v.contiguous())
+            return KVCache((k * self.qk_scale).contiguous(), v.contiguous(), capacity=length)
         # Zeros, not empty: slots a padded query may read must hold finite values.
-        shape = (batch, self.cache_slots(), self.n_state)
-        return KVCache(weight.new_zeros(shape), weight.new_zeros(shape))
+        slots, c = self.cache_slots(length), self.n_state
+        kv = weight.new_zeros(batch, slots, 2 * c)
+        key, value = kv[..., :c], kv[..., c:]  # (B, slots, n_state) views
+        # fp32 (as a Python scalar multiplies), so half-precision keys are rounded once, as in the chunked path.
+        kv_scale = torch.cat(
+            [weight.new_full((c,), self.qk_scale, dtype=torch.float32), weight.new_ones(c, dtype=torch.float32)]
+        )
+        heads = (batch, slots, self.heads, c // self.heads)
+        return KVCache(
+            key,
+            value,
+            capacity=length,
+            kv=kv,
+            kv_scale=kv_scale,
+            key_heads=key.view(heads).transpose(1, 2),
+            value_heads=value.view(heads).transpose(1, 2),
+        )
+
+    def _check_cache(self, cache: KVCache, b: int, start: int, n: int) -> None:
+        assert cache.key.shape[0] == b, f"cache batch {cache.key.shape[0]} != input batch {b}"
+        assert start + n <= cache.capacity, (
+            f"positions {start}..{start + n - 1} exceed n_ctx={self.n_ctx}"
+            if cache.capacity == self.n_ctx
+            else f"positions {start}..{start + n - 1} exceed the cache length {cache.capacity}"
+        )
 
     def _forward_cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """x: (B, L, width) at positions start .. start + L - 1 (start = cache.length). Returns (B, L, width)."""
         b, n, _ = x.shape
+        if n == 1:
+            return self.token_step(x.view(b, self.width), cache).view(b, 1, self.width)
         start, kind = cache.length, self.attn_func
-        assert cache.key.shape[0] == b, f"cache batch {cache.key.shape[0]} != input batch {b}"
-        assert start + n <= self.n_ctx, f"positions {start}..{start + n - 1} exceed n_ctx={self.n_ctx}"
+        self._check_cache(cache, b, start, n)
         if kind == ENC_DEC:
-            a = self._attend(self.in_proj(x), cache.key, cache.value, k_scaled=True)
+            a = self._attend(F.linear(x, self.in_proj.weight, self.in_proj.bias), cache.key, cache.value, k_scaled=True)
         else:
-            q, k, v = self.in_proj(x).chunk(3, dim=-1)  # (B, L, n_state) each
+            q, k, v = F.linear(x, self.in_proj.weight, self.in_proj.bias).chunk(3, dim=-1)  # (B, L, n_state) each
             k = k * self.qk_scale  # stored scaled, so no step rescales the whole cache
-            step = {
-                DENSE: self._dense_step,
-                BLOCK: self._block_step,
-                TRANSPOSE_BLOCK: self._transpose_block_step,
-                PREV_BLOCK: self._prev_block_step,
-                PRIME: self._prime_step,
-            }[kind]
-            a = step(q, k, v, cache, start)
+            a = _CHUNK_STEPS[kind](self, q, k, v, cache, start)
         cache.length = start + n
-        return self.proj(a)
+        return F.linear(a, self.proj.weight, self.proj.bias)
+
+    def token_step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One new position (start = cache.length) of incremental decoding: x (B, width) -> (B, width).
+
+        Same arithmetic as the chunked steps (the scaled key stored, the query scaled in `_attend`), on 2-D
+        activations, with the key and value written straight into their slot and the keys this query sees taken
+        as one contiguous view of the cache: no padding, concatenation or mask.
+        """
+        a = self.token_attend(F.linear(x, self.in_proj.weight, self.in_proj.bias), cache)
+        return F.linear(a, self.proj.weight, self.proj.bias)
+
+    def token_attend(self, qkv: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The attention of `token_step` between the two projections: qkv (B, 3 * n_state) (q only, (B, n_state),
+        for cross-attention) -> (B, n_state); stores the new key and value and advances cache.length."""
+        b, c, kind, start = qkv.shape[0], self.n_state, self.attn_func, cache.length
+        if start >= cache.capacity or cache.key.shape[0] != b:
+            self._check_cache(cache, b, start, 1)  # raises with the message
+        cache.length = start + 1
+        if kind == ENC_DEC:
+            return self._attend(qkv.view(b, 1, c), cache.key, cache.value, k_scaled=True).view(b, c)
+        slot: int | None = start  # where this position's key goes (None: never seen again)
+        seen: tuple[int, int] | None  # slots [lo, hi) this query attends to (None: all-zero keys)
+        if kind == DENSE:
+            seen = (0, start + 1)
+        elif kind == BLOCK:
+            slot = start % self.block_ctx
+            seen = (0, slot + 1)
+        elif kind == TRANSPOSE_BLOCK:
+            bc = self.block_ctx
+            row, col = divmod(start, bc)
+            rows = cache.key.shape[1] // bc  # rows per column in the column-major layout
+            slot = col * rows + row
+            seen = (col * rows, slot + 1)
+        elif kind == PREV_BLOCK:
+            bc = self.block_ctx
+            first, done = divmod(start, bc)
+            slot = (first % 2) * bc + done
+            prev = ((first - 1) % 2) * bc
+            seen = (prev, prev + bc) if first > 0 else None
+        else:  # PRIME: only the key prefix is stored and seen
+            p = self.prime_keys
+            slot = start if start < p else None
+            seen = (0, min(start + 1, p))
+        assert cache.kv is not None and cache.key_heads is not None and cache.value_heads is not None
+        if slot is not None:  # key * qk_scale and value * 1 in one op, straight into the slot
+            torch.mul(qkv[:, c:], cache.kv_scale, out=cache.kv[:, slot])
+        if seen is None:  # row 0 of previous-row attention: all-zero keys and values give exactly zero
+            a = qkv.new_zeros(b, c)
+        else:
+            lo, hi = seen
+            q = (qkv[:, :c] * self.qk_scale).view(b, self.heads, 1, c // self.heads)  # (B, H, 1, dh)
+            a = F.scaled_dot_product_attention(
+                q, cache.key_heads[:, :, lo:hi], cache.value_heads[:, :, lo:hi], scale=1.0
+            )  # (B, H, 1, dh)
+            a = a.transpose(1, 2).reshape(b, c)
+        return a
 
     def _dense_step(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int
@@ -290,7 +390,7 @@ class FactoredAttention(nn.Module):
         end = start + q.shape[1]
         cache.key[:, start:end] = k
         cache.value[:, start:end] = v
-        mask = None if q.shape[1] == 1 else self._offset_causal(q.shape[1], end, start, q.device)
+        mask = self._offset_causal(q.shape[1], end, start, q.device)
         return self._attend(q, cache.key[:, :end], cache.value[:, :end], mask=mask, k_scaled=True)
 
     def _prime_step(
@@ -302,7 +402,7 @@ class FactoredAttention(nn.Module):
             cache.key[:, start : start + stored] = k[:, :stored]
             cache.value[:, start : start + stored] = v[:, :stored]
         seen = min(start + n, p)
-        mask = None if n == 1 else self._offset_causal(n, seen, start, q.device)
+        mask = self._offset_causal(n, seen, start, q.device)
         return self._attend(q, cache.key[:, :seen], cache.value[:, :seen], mask=mask, k_scaled=True)
 
     def _block_step(
@@ -311,10 +411,6 @@ class FactoredAttention(nn.Module):
         b, n, c = q.shape
         bc = self.block_ctx
         done = start % bc  # positions of the current row already in the cache (slots 0 .. done - 1)
-        if n == 1:
-            cache.key[:, done] = k[:, 0]
-            cache.value[:, done] = v[:, 0]
-            return self._attend(q, cache.key[:, : done + 1], cache.value[:, : done + 1], k_scaled=True)
         pad = -(done + n) % bc
         # Whole rows from the start of the current row: cached part, new positions, padding.
         keys = torch.cat([cache.key[:, :done], k, k.new_zeros(b, pad, c)], dim=1)  # (B, R*bc, C)
@@ -332,13 +428,8 @@ class FactoredAttention(nn.Module):
         b, n, c = q.shape
         bc, end = self.block_ctx, start + n
         # Column-major: position p at [p % bc, p // bc], so a column's keys so far are one contiguous run.
-        cols_k = cache.key.view(b, bc, -1, c)  # (B, bc, blocks, C)
+        cols_k = cache.key.view(b, bc, -1, c)  # (B, bc, rows, C), rows = blocks unless the cache is shorter
         cols_v = cache.value.view(b, bc, -1, c)
-        if n == 1:
-            row, col = divmod(start, bc)
-            cols_k[:, col, row] = k[:, 0]
-            cols_v[:, col, row] = v[:, 0]
-            return self._attend(q, cols_k[:, col, : row + 1], cols_v[:, col, : row + 1], k_scaled=True)
         positions = torch.arange(start, end, device=q.device)
         cols_k[:, positions % bc, positions // bc] = k
         cols_v[:, positions % bc, positions // bc] = v
@@ -362,12 +453,6 @@ class FactoredAttention(nn.Module):
         bc = self.block_ctx
         ring_k, ring_v = cache.key.view(b, 2, bc, c), cache.value.view(b, 2, bc, c)  # row r in slot r % 2
         first, done = divmod(start, bc)
-        if n == 1:
-            ring_k[:, first % 2, done] = k[:, 0]
-            ring_v[:, first % 2, done] = v[:, 0]
-            if first == 0:  # all-zero keys and values: the teacher-forced output is exactly zero
-                return q.new_zeros(b, 1, c)
-            return self._attend(q, ring_k[:, (first - 1) % 2], ring_v[:, (first - 1) % 2], k_scaled=True)
         pad = -(done + n) % bc
         zero_row = k.new_zeros(b, bc, c)
         prev_k = ring_k[:, (first - 1) % 2] if first > 0 else zero_row
@@ -395,3 +480,13 @@ class FactoredAttention(nn.Module):
     def _offset_causal(n_queries: int, n_keys: int, offset: int, device: torch.device) -> torch.Tensor:
         """(n_queries, n_keys) bool mask: query i may attend key j <= i + offset."""
         return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(offset)
+
+
+# Chunked (L > 1) step of each self-attention kind, looked up once per call.
+_CHUNK_STEPS = {
+    DENSE: FactoredAttention._dense_step,
+    BLOCK: FactoredAttention._block_step,
+    TRANSPOSE_BLOCK: FactoredAttention._transpose_block_step,
+    PREV_BLOCK: FactoredAttention._prev_block_step,
+    PRIME: FactoredAttention._prime_step,
+}

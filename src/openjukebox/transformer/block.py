@@ -5,13 +5,16 @@ Linear -> quick_gelu -> Linear. The stack has no final LayerNorm. `attn_order` p
 layer (see attention.py); `attn_func_for_layer` is the schedule table of the original.
 
 For incremental decoding, `Transformer.new_cache` gives one preallocated `KVCache` per layer (a
-`TransformerCache`) and `Transformer.forward(x, cache=cache)` runs the next positions through every layer.
+`TransformerCache`) and `Transformer.forward(x, cache=cache)` runs the next positions through every layer. One
+position (sampling) goes through `ResAttnBlock.token_step` on 2-D (B, width) activations, calling the
+submodules' weights directly: a step is a few dozen tensor ops per layer, so Python and module-call overhead is
+kept out of it. `Transformer.use_decode_layout_` stores the weights column-major for faster one-row products.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +54,8 @@ class LayerNorm(nn.LayerNorm):
     """LayerNorm (eps 1e-5) computed in fp32 and cast back to the input dtype, as the original."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight is not None and self.weight.dtype == torch.float32:
+            return F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)  # no casts to make
         # The affine parameters are upcast too, so a model cast to half precision still normalises in fp32.
         weight = None if self.weight is None else self.weight.float()
         bias = None if self.bias is None else self.bias.float()
@@ -67,6 +72,11 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(quick_gelu(self.fc(x)))
+
+    def forward_direct(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` through `F.linear` on the weights, without submodule calls (the decoding path)."""
+        h = F.linear(x, self.fc.weight, self.fc.bias)
+        return F.linear(quick_gelu(h), self.proj.weight, self.proj.bias)
 
 
 class ResAttnBlock(nn.Module):
@@ -86,18 +96,69 @@ class ResAttnBlock(nn.Module):
         """x: (B, T, width); encoder_kv: (B, S, width) for cross-attention layers (teacher-forced); cache: this
         layer's KVCache for incremental decoding. Returns (B, T, width)."""
         if cache is not None:
-            a = self.attn(self.attn_norm(x), cache=cache)
-        else:
-            a = self.attn(self.attn_norm(x), encoder_kv if self.attn_func == ENC_DEC else None)
-        m = self.mlp(self.mlp_norm(x + a))
-        return x + a + m
+            return self.forward_cached(x, cache)
+        h = x + self.attn(self.attn_norm(x), encoder_kv if self.attn_func == ENC_DEC else None)
+        return h + self.mlp(self.mlp_norm(h))  # x + a + m, summed left to right
+
+    def forward_cached(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """The next positions of incremental decoding: x (B, L, width) -> (B, L, width); `cache` updated in place.
+
+        Same arithmetic as `forward`, with the submodules' forwards called directly (sampling calls this once per
+        layer per token, so module-call overhead counts; hooks are not run).
+        """
+        if x.shape[1] == 1:
+            b, _, w = x.shape
+            return self.token_step(x.view(b, w), cache).view(b, 1, w)
+        h = x + self.attn._forward_cached(self.attn_norm.forward(x), cache)
+        return h + self.mlp.forward_direct(self.mlp_norm.forward(h))
+
+    def token_step(self, x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One position of incremental decoding on 2-D activations: x (B, width) -> (B, width)."""
+        h = x + self.attn.token_step(self.attn_norm.forward(x), cache)
+        return h + self.mlp.forward_direct(self.mlp_norm.forward(h))
+
+
+TokenStep = Callable[[torch.Tensor, KVCache], torch.Tensor]  # (B, width), a layer's cache -> (B, width)
+
+
+def layer_token_step(layer: ResAttnBlock) -> TokenStep:
+    """`layer.token_step` with every weight looked up once, here, rather than on each call.
+
+    Attribute access on an nn.Module goes through `Module.__getattr__`; a step touches some thirty weights and
+    submodules per layer, which is a measurable share of a small model's per-token time. The returned function
+    holds the Parameter objects themselves, so in-place changes (`.data`, `use_decode_layout_`, `load_state_dict`
+    without assign) are seen; a cache made before replacing a Parameter object keeps the old one. Models whose
+    LayerNorms are not fp32 use `layer.token_step` as is.
+    """
+    norms = (layer.attn_norm, layer.mlp_norm)
+    if any(n.weight is None or n.bias is None or n.weight.dtype != torch.float32 for n in norms):
+        return layer.token_step
+    shape, eps0, eps1 = layer.attn_norm.normalized_shape, layer.attn_norm.eps, layer.mlp_norm.eps
+    w0, b0, w1, b1 = layer.attn_norm.weight, layer.attn_norm.bias, layer.mlp_norm.weight, layer.mlp_norm.bias
+    attn, mlp = layer.attn, layer.mlp
+    in_w, in_b, out_w, out_b = attn.in_proj.weight, attn.in_proj.bias, attn.proj.weight, attn.proj.bias
+    fc_w, fc_b, mp_w, mp_b = mlp.fc.weight, mlp.fc.bias, mlp.proj.weight, mlp.proj.bias
+    attend = attn.token_attend
+
+    def step(x: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        if x.dtype != torch.float32:
+            return layer.token_step(x, cache)
+        h = x + F.linear(attend(F.linear(F.layer_norm(x, shape, w0, b0, eps0), in_w, in_b), cache), out_w, out_b)
+        m = F.linear(quick_gelu(F.linear(F.layer_norm(h, shape, w1, b1, eps1), fc_w, fc_b)), mp_w, mp_b)
+        return h + m
+
+    return step
 
 
 @dataclass
 class TransformerCache:
-    """One `KVCache` per layer of a `Transformer`; all layers have processed the same positions."""
+    """One `KVCache` per layer of a `Transformer`; all layers have processed the same positions.
+
+    steps: each layer's one-token step (`layer_token_step`), prepared with the cache.
+    """
 
     layers: list[KVCache]
+    steps: list[TokenStep] = field(default_factory=list)
 
     @property
     def length(self) -> int:
@@ -123,24 +184,47 @@ class Transformer(nn.Module):
         kinds = [attn_func_for_layer(config.attn_order, d) for d in range(config.depth)]
         self.layers = nn.ModuleList(ResAttnBlock(config, kind, zero_out=kind == ENC_DEC) for kind in kinds)
 
+    @torch.no_grad()
+    def use_decode_layout_(self) -> None:
+        """Store the layers' linear weights column-major (as the original's (in, out) Conv1D weights), in place.
+
+        A one-token step is a vector-matrix product per weight and is bound by reading the weights; on CPU the
+        BLAS streams an (in, out) row-major matrix faster than our (out, in) one (about 10% over a whole stack,
+        50% for the narrow attention output projections). Each weight keeps its shape and values (so state
+        dicts, saving, training and the teacher-forced forward are unaffected); only its strides change, via one
+        transposed copy per weight, made once (a no-op when already done) and never per step. CPU only.
+        """
+        for layer in self.layers:
+            for linear in (layer.attn.in_proj, layer.attn.proj, layer.mlp.fc, layer.mlp.proj):
+                w = linear.weight
+                if w.device.type == "cpu" and w.dim() == 2 and w.is_contiguous() and min(w.shape) > 1:
+                    w.data = w.data.t().contiguous().t()  # (out, in) shape, (in, out) memory
+
     @property
     def attn_funcs(self) -> list[int]:
         """Attention kind of each layer."""
         return [layer.attn_func for layer in self.layers]
 
-    def new_cache(self, batch: int, encoder_kv: torch.Tensor | None = None) -> TransformerCache:
+    def new_cache(
+        self, batch: int, encoder_kv: torch.Tensor | None = None, length: int | None = None
+    ) -> TransformerCache:
         """Empty per-layer caches for decoding `batch` sequences.
 
         Args:
             encoder_kv: (batch, encoder_dims, width) if any layer is cross-attention; its keys and values are
                 computed here, once.
+            length: positions that will be decoded (default n_ctx); a shorter decode allocates less.
         """
         has_enc_dec = ENC_DEC in self.attn_funcs
         assert (encoder_kv is not None) == has_enc_dec, (
             "encoder_kv is required by, and only by, a stack with cross-attention layers"
         )
         return TransformerCache(
-            [layer.attn.new_cache(batch, encoder_kv if layer.attn_func == ENC_DEC else None) for layer in self.layers]
+            [
+                layer.attn.new_cache(batch, encoder_kv if layer.attn_func == ENC_DEC else None, length)
+                for layer in self.layers
+            ],
+            [layer_token_step(layer) for layer in self.layers],
         )
 
     def forward(
@@ -155,8 +239,15 @@ class Transformer(nn.Module):
         if cache is not None:
             assert encoder_kv is None, "with a cache, encoder_kv goes into new_cache"
             assert len(cache.layers) == len(self.layers), "cache built for another stack"
+            b, n, w = x.shape
+            if n == 1:  # one token: 2-D activations (B, width) through every layer, fewer ops per step
+                h = x.view(b, w)
+                steps = cache.steps or [layer.token_step for layer in self.layers]
+                for step, layer_cache in zip(steps, cache.layers):
+                    h = step(h, layer_cache)
+                return h.view(b, 1, w)
             for layer, layer_cache in zip(self.layers, cache.layers):
-                x = layer(x, cache=layer_cache)
+                x = layer.forward_cached(x, layer_cache)
             return x
         for layer in self.layers:
             x = layer(x, encoder_kv)
