@@ -1,0 +1,239 @@
+"""Train a lyric top prior on the synthetic corpus, from nothing to a model folder `openjukebox align` can use.
+
+    python scripts/train_lyrics_model.py --work runs/lyrics --quick           # plumbing check: minutes on 2 CPUs
+    python scripts/train_lyrics_model.py --work runs/lyrics --device cuda     # the real recipe (default preset)
+    python scripts/train_lyrics_model.py --work runs/lyrics --vqvae runs/vqvae   # reuse a trained VQ-VAE
+
+Steps (each is skipped when its output is already there, so a stopped run continues where it stopped; the
+training steps themselves resume from their latest checkpoint with `--resume`):
+
+1. `openjukebox data synth`: --songs + --dev-songs + --test-songs songs with one seed into WORK/synth; the songs
+   are split by index: the first --songs are the training corpus (WORK/corpus), the next --dev-songs are held out
+   for choosing the alignment head (WORK/dev), the last --test-songs are held out for `bench/align.py eval`
+   (WORK/test). Held-out songs are never indexed, encoded or trained on. (The synth plan cycles through all 24
+   artists every 24 songs, so with --songs >= 24 every held-out artist is known to the prior; with fewer, an
+   unknown artist is labelled with id 0 by the bench.)
+2. `openjukebox data index WORK/corpus`.
+3. `openjukebox vqvae train` (WORK/runs/vqvae), unless --vqvae gives one to reuse.
+4. `openjukebox data encode WORK/corpus --vqvae ...`.
+5. `openjukebox prior train --level 2` (WORK/runs/prior_level_2): the lyric top prior. It trains on the corpus's
+   sidecar word timings (lyric windows from the sung words, `data.lyrics.lyric_window_from_words`).
+6. The model folder WORK/model: vqvae/ and prior_level_2/ (config, weights, artist/genre vocabularies) copied
+   from the run folders (without their checkpoints and logs).
+7. `bench/align.py choose-head --model WORK/model --songs WORK/dev`: the lyric layer/head whose attention is most
+   monotonic on the dev songs (`align.choose_alignment_head`) is stored in prior_level_2/config.json
+   (`with_alignment` + `checkpoints.prior.save_prior`, keeping the vocabularies).
+8. `bench/align.py eval --model WORK/model --songs WORK/test --json WORK/align.json`: word-onset error vs the
+   linear baseline (skip with --no-eval).
+
+Upsamplers (levels 1 and 0) are not trained: alignment reads only the VQ-VAE and the top prior
+(`openjukebox align --model WORK/model`). For `openjukebox sample` add them with
+`openjukebox prior train --data WORK/corpus --vqvae WORK/model/vqvae --preset small --level 1` (and 0) and copy
+the run folders to WORK/model/prior_level_1 and prior_level_0.
+
+Presets (any option overrides them):
+
+- `--quick`: 12 / 1 / 2 songs (train / dev / test); VQ-VAE `tiny`, 150 steps x 2 crops; prior `tiny` (n_ctx 64 =
+  0.19 s, 16 lyric tokens), 150 steps x 4 windows. Measured: 2 minutes with OMP_NUM_THREADS=1 on a 2-core
+  AMD EPYC VM (synth 12 s, VQ-VAE 73 s, encode 14 s, prior 5 s, head 6 s, eval 5 s; BENCHMARKS.md).
+- default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
+  3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
+  --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
+  3.5 s per step of 4 crops (20 000 steps ~ 19 h), prior `small` 0.31 s per step of 2 windows (~1.2 s at 8:
+  40 000 steps ~ 14 h); synth ~1 s per song per core (480 songs ~ 4 h of audio: ~5 min on 2 cores). A GPU run
+  is expected to take a few hours in all (not measured yet). Check the rate with a short run first (e.g.
+  --vqvae-steps 200 --prior-steps 200, steps/s in the log).
+
+The quick preset proves the plumbing only: its prior is far too small (a 0.19 s window, 16 lyric characters) and
+too short-trained to learn alignment, so its onset error is not expected to beat the linear baseline. The default
+preset is the real evaluation (goal: median onset error <= 0.3 s, clearly better than the baseline).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+PRESETS: dict[str, dict[str, object]] = {
+    "quick": dict(
+        songs=12,
+        dev_songs=1,
+        test_songs=2,
+        vqvae_preset="tiny",
+        vqvae_steps=150,
+        vqvae_batch_size=2,
+        prior_preset="tiny",
+        prior_steps=150,
+        prior_batch_size=4,
+        save_every=1000,
+    ),
+    "default": dict(
+        songs=480,
+        dev_songs=8,
+        test_songs=24,
+        vqvae_preset="small",
+        vqvae_steps=20_000,
+        vqvae_batch_size=4,
+        prior_preset="small",
+        prior_steps=40_000,
+        prior_batch_size=8,
+        save_every=1000,
+    ),
+}
+
+
+def log(message: str) -> None:
+    print(f"[train_lyrics_model {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(cmd: list[str], timings: dict[str, float], name: str) -> None:
+    """Run one step as a subprocess (its output goes straight to ours); a failure stops the recipe."""
+    log(f"{name}: {' '.join(cmd)}")
+    t0 = time.perf_counter()
+    result = subprocess.run(cmd, cwd=REPO)
+    timings[name] = time.perf_counter() - t0
+    if result.returncode != 0:
+        raise SystemExit(f"train_lyrics_model: error: step {name!r} failed (exit {result.returncode})")
+    log(f"{name}: done in {timings[name]:.0f} s")
+
+
+def openjukebox(*args: str) -> list[str]:
+    return [sys.executable, "-m", "openjukebox.cli", *args]
+
+
+def split_songs(synth: Path, work: Path, n_train: int, n_dev: int, n_test: int) -> None:
+    """Move the synth songs (by index) into corpus/, dev/ and test/ (audio + sidecar; the vocal stems stay)."""
+    for name, lo, hi in (("corpus", 0, n_train), ("dev", n_train, n_train + n_dev), ("test", n_train + n_dev, None)):
+        folder = work / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(lo, hi if hi is not None else n_train + n_dev + n_test):
+            for suffix in (".flac", ".json"):
+                src = synth / f"song_{index:04d}{suffix}"
+                if src.exists():
+                    shutil.move(src, folder / src.name)
+
+
+def copy_checkpoint(run_dir: Path, dest: Path) -> None:
+    """A run folder's final weights, config and vocabularies (no checkpoints/, tb/), as a checkpoint folder."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "artists.json", "genres.json", "bandwidth.json"):
+        if (run_dir / name).is_file():
+            shutil.copy2(run_dir / name, dest / name)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--work", type=Path, required=True, help="working folder: data, runs, model/")
+    p.add_argument("--quick", action="store_true", help="tiny sizes: the plumbing in a few minutes on a CPU")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synth corpus and of the training runs")
+    p.add_argument("--songs", type=int, help="training songs")
+    p.add_argument("--dev-songs", type=int, help="held-out songs for choosing the alignment head")
+    p.add_argument("--test-songs", type=int, help="held-out songs for bench/align.py eval")
+    p.add_argument("--vqvae", type=Path, help="reuse this trained VQ-VAE folder (skips VQ-VAE training)")
+    p.add_argument("--vqvae-preset", help="tiny, small or official")
+    p.add_argument("--vqvae-steps", type=int)
+    p.add_argument("--vqvae-batch-size", type=int)
+    p.add_argument("--prior-preset", help="tiny or small (a lyric top prior with our own label ids)")
+    p.add_argument("--prior-steps", type=int)
+    p.add_argument("--prior-batch-size", type=int)
+    p.add_argument("--save-every", type=int, help="training checkpoints every N steps")
+    p.add_argument("--device", help="cpu or cuda for the prior and the alignment (default: cuda if available)")
+    p.add_argument("--precision", default="fp32", help="training precision: fp32, or bf16 on a GPU")
+    p.add_argument("--no-eval", action="store_true", help="stop after storing the alignment head")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = dict(PRESETS["quick" if args.quick else "default"])
+    for key in settings:
+        value = getattr(args, key, None)
+        if value is not None:
+            settings[key] = value
+    s = settings
+    work: Path = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    device = ["--device", args.device] if args.device else []
+    timings: dict[str, float] = {}
+    log(f"settings: {s}")
+    n_train, n_dev, n_test = int(s["songs"]), int(s["dev_songs"]), int(s["test_songs"])
+    if n_train < 1 or n_dev < 1 or n_test < 1:
+        raise SystemExit("train_lyrics_model: error: --songs, --dev-songs and --test-songs must be >= 1")
+
+    corpus, dev, test = work / "corpus", work / "dev", work / "test"
+    if not (test / f"song_{n_train + n_dev + n_test - 1:04d}.json").is_file():
+        synth = work / "synth"
+        total = str(n_train + n_dev + n_test)
+        run(
+            openjukebox("data", "synth", "--out", str(synth), "--songs", total, "--seed", str(args.seed)),
+            timings,
+            "synth",
+        )
+        split_songs(synth, work, n_train, n_dev, n_test)
+    else:
+        log("synth: corpus, dev and test songs already there")
+
+    run(openjukebox("data", "index", str(corpus)), timings, "index")
+
+    if args.vqvae is not None:
+        vqvae_dir = args.vqvae.resolve()
+        log(f"vqvae: reusing {vqvae_dir}")
+    else:
+        vqvae_dir = work / "runs" / "vqvae"
+        if (vqvae_dir / "model.safetensors").is_file() and (vqvae_dir / "DONE").is_file():
+            log(f"vqvae: {vqvae_dir} already trained")
+        else:
+            resume = ["--resume"] if (vqvae_dir / "checkpoints").is_dir() else []
+            cmd = openjukebox(
+                "vqvae", "train", "--data", str(corpus), "--out", str(vqvae_dir), "--preset", str(s["vqvae_preset"]),
+                "--steps", str(s["vqvae_steps"]), "--batch-size", str(s["vqvae_batch_size"]),
+                "--save-every", str(s["save_every"]), "--media-every", "0", "--seed", str(args.seed), "--no-progress",
+                "--precision", args.precision, *resume,
+            )  # fmt: skip
+            run(cmd, timings, "vqvae train")
+            (vqvae_dir / "DONE").touch()
+
+    run(openjukebox("data", "encode", str(corpus), "--vqvae", str(vqvae_dir)), timings, "encode")
+
+    prior_dir = work / "runs" / "prior_level_2"
+    if (prior_dir / "model.safetensors").is_file() and (prior_dir / "DONE").is_file():
+        log(f"prior: {prior_dir} already trained")
+    else:
+        resume = ["--resume"] if (prior_dir / "checkpoints").is_dir() else []
+        cmd = openjukebox(
+            "prior", "train", "--data", str(corpus), "--vqvae", str(vqvae_dir), "--out", str(prior_dir),
+            "--preset", str(s["prior_preset"]), "--level", "2", "--steps", str(s["prior_steps"]),
+            "--batch-size", str(s["prior_batch_size"]), "--save-every", str(s["save_every"]),
+            "--val-every", "0", "--val-fraction", "0", "--seed", str(args.seed), "--precision", args.precision,
+            "--no-progress", *device, *resume,
+        )  # fmt: skip
+        run(cmd, timings, "prior train")
+        (prior_dir / "DONE").touch()
+
+    model = work / "model"
+    copy_checkpoint(vqvae_dir, model / "vqvae")
+    copy_checkpoint(prior_dir, model / "prior_level_2")
+    log(f"model folder: {model} (vqvae/, prior_level_2/)")
+
+    bench = [sys.executable, str(REPO / "bench" / "align.py")]
+    run([*bench, "choose-head", "--model", str(model), "--songs", str(dev), *device], timings, "choose head")
+    if not args.no_eval:
+        cmd = [*bench, "eval", "--model", str(model), "--songs", str(test), "--json", str(work / "align.json"), *device]
+        run(cmd, timings, "eval")
+    log("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    log(f"done: openjukebox align SONG --lyrics LYRICS.txt --model {model} --artist A --genre G")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())
