@@ -32,6 +32,16 @@ def _private_openjukebox_home(tmp_path_factory):
         yield
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: tiny models are dominated by per-op overhead, and with more threads than free
+    cores (a busy CI box) OpenMP's spinning makes them orders of magnitude slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tones_dir(tmp_path_factory) -> Path:
     return write_tones(tmp_path_factory.mktemp("tones"))

@@ -24,14 +24,6 @@ from openjukebox.vqvae.config import PRESETS
 LYRICS = "hello there\nmy old friend\n"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build_model(folder, lyrics: bool = True):
     """VQ-VAE and top prior of the tiny presets (the aligner needs nothing else), random weights."""
     torch.manual_seed(0)

@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from prior_weights import randomised
 
 import openjukebox.align.aligner as aligner
 from openjukebox.align.aligner import (
@@ -28,22 +29,6 @@ from openjukebox.prior.labeller import Labeller
 
 LYRICS = "one two three\nfour five six\nseven eight nine ten\n"
 FRAMES = 200  # top-level codes: 18 windows of 64 at the default hop of 8
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomised(prior: Prior, seed: int = 0) -> Prior:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in prior.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return prior.eval()
 
 
 def labeller_for(config: PriorConfig) -> Labeller:

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from prior_weights import randomised
 
 from openjukebox.align.attention import (
     attention_output,
@@ -21,23 +22,6 @@ from openjukebox.align.attention import (
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior import Prior, prior_preset
 from openjukebox.prior.config import LyricsConfig
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def randomised(prior: Prior, seed: int = 0) -> Prior:
-    """All parameters random (the zero-initialised cross-attention projections too), so outputs depend on them."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in prior.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
-    return prior.eval()
 
 
 def merged_config():

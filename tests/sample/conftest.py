@@ -29,10 +29,5 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models are dominated by per-op overhead; with more threads than free cores (a busy CI box) OpenMP's
-    # spinning makes them orders of magnitude slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
     yield
-    torch.set_num_threads(threads)
