@@ -97,6 +97,20 @@ def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, refer
             assert (out / name).read_bytes() == (reference_run / name).read_bytes(), name
 
 
+def test_resume_with_a_different_model_is_refused(tiny_model_dir, lyrics_file, tmp_path, capsys):
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    out = tmp_path / "run"
+    assert main(_args(model, lyrics_file, out, "--levels", "2")) == 0
+    config = model / "prior_level_2" / "config.json"
+    config.write_text(config.read_text() + "\n")  # any change to a part of the model
+    capsys.readouterr()
+    assert main(["sample", "--resume", str(out)]) == 1
+    assert "different model (changed: prior_level_2)" in capsys.readouterr().err
+
+
 def test_runs_are_listed_in_the_library(tiny_model_dir, lyrics_file, tmp_path, capsys):
     out = tmp_path / "listed"
     assert main(_args(tiny_model_dir, lyrics_file, out, "--levels", "2")) == 0
