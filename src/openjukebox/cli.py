@@ -52,11 +52,18 @@ def _progress(desc: str):
 
 # --- commands ---------------------------------------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> None:
+    from openjukebox.checkpoints.huggingface import import_huggingface, is_huggingface_checkpoint
     from openjukebox.checkpoints.original import import_vqvae
     from openjukebox.checkpoints.original_prior import import_prior, official_model_name, original_kind
     from openjukebox.checkpoints.prior import load_prior_config
     from openjukebox.checkpoints.vqvae import save_vqvae
 
+    if is_huggingface_checkpoint(args.checkpoint):
+        if args.preset is not None:
+            raise OpenJukeboxError("--preset: only for released .pth.tar priors, not for a Hugging Face folder")
+        for part, folder in import_huggingface(args.checkpoint, args.output).items():
+            print(f"imported {part} -> {folder}")
+        return
     if args.preset is not None or original_kind(args.checkpoint) == "prior":
         out = import_prior(args.checkpoint, args.output, preset=args.preset)
         config = load_prior_config(out)
@@ -194,17 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "import",
-        help="convert a released Jukebox checkpoint (vqvae.pth.tar or prior_level_N.pth.tar) into our format",
+        help="convert a released Jukebox checkpoint (vqvae.pth.tar, prior_level_N.pth.tar, or a Hugging Face "
+        "Jukebox folder) into our format",
     )
     p.add_argument(
-        "checkpoint", type=Path, help="the released file, e.g. vqvae.pth.tar (read with weights_only, streamed)"
+        "checkpoint",
+        type=Path,
+        help="the released file, e.g. vqvae.pth.tar (read with weights_only, streamed), or a Hugging Face Jukebox "
+        "model folder (config.json + pytorch_model*.bin or model*.safetensors): imports the VQ-VAE and all priors",
     )
     p.add_argument(
         "-o",
         "--output",
         type=Path,
         help=f"output folder (default {default_vqvae_dir()} for the VQ-VAE; <models>/<model>/prior_level_<N> for "
-        "priors, where `openjukebox sample --model 5b|5b_lyrics|1b_lyrics` looks)",
+        "priors, where `openjukebox sample --model 5b|5b_lyrics|1b_lyrics` looks); for a Hugging Face folder, a "
+        "model folder (OUT/vqvae, OUT/prior_level_N: `--model OUT`)",
     )
     p.add_argument("--preset", help="official prior preset for values the file's hps lack (priors only)")
     p.set_defaults(func=cmd_import)
