@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from openjukebox.checkpoints.format import CONFIG_FILE, WEIGHTS_FILE, load_state_dict_checked, model_config_json
+from openjukebox.checkpoints.format import CONFIG_FILE, load_state_dict_checked, model_config_json
 from openjukebox.checkpoints.original import _config_from_original, is_legacy_torch_file, rename_vqvae_key
 from openjukebox.checkpoints.original_prior import (
     _SAFETENSORS_DTYPES,
@@ -59,13 +59,12 @@ from openjukebox.checkpoints.original_prior import (
     _check_against_model,
     _numel,
     _PageReleaser,
-    _raw_bytes,
     default_prior_dir,
     prior_config_from_original,
-    safetensors_header,
+    write_weights_streamed,
 )
 from openjukebox.errors import OpenJukeboxError
-from openjukebox.fileio import atomic_path, write_json_atomic
+from openjukebox.fileio import write_json_atomic
 from openjukebox.prior.keys import rename_prior_key
 
 log = logging.getLogger(__name__)
@@ -610,27 +609,4 @@ def _write_safetensors(
     progress: bool,
 ) -> None:
     """model.safetensors of `ours` (our key -> shape, dtype), each tensor read, converted and written in turn."""
-    from tqdm import tqdm
-
-    order = sorted(ours, key=lambda k: -ours[k][1].itemsize)  # keeps every tensor aligned to its dtype
-    header = safetensors_header([(k, *ours[k]) for k in order], metadata)
-    total = sum(_numel(shape) * dtype.itemsize for shape, dtype in ours.values())
-    target.mkdir(parents=True, exist_ok=True)
-    with (
-        atomic_path(target / WEIGHTS_FILE) as tmp,
-        open(tmp, "wb") as f,
-        tqdm(total=total, unit="B", unit_scale=True, desc=f"import {metadata['source']}", disable=not progress) as bar,
-    ):
-        f.write(header)
-        for key in order:
-            hf, transpose = source[key]
-            tensor = weights.get(hf)
-            view = _raw_bytes(tensor.t().contiguous() if transpose else tensor)
-            f.write(view)
-            bar.update(view.nbytes)
-            del view
-            weights.release(hf, tensor)
-            del tensor
-        if f.tell() != len(header) + total:
-            raise OpenJukeboxError(f"{target}: wrote {f.tell()} bytes, expected {len(header) + total}")
-        (target / CONFIG_FILE).unlink(missing_ok=True)  # never pair new weights with an earlier import's config
+    write_weights_streamed(target, ours, source, weights.get, weights.release, metadata, progress, where=str(target))

@@ -487,40 +487,68 @@ def import_prior(
     config = prior_config_from_original(path, hps, {k: tuple(v.shape) for k, v in state.items()}, preset)
     _check_against_model(path, config, ours)
 
-    # Largest element size first keeps every tensor aligned to its dtype in the file (as safetensors itself does).
-    order = sorted(ours, key=lambda k: -ours[k][1].itemsize)
-    metadata = {"format": "pt", "source": path.name, "step": str(step)}
-    header = safetensors_header([(k, *ours[k]) for k in order], metadata)
-    total = sum(_numel(shape) * dtype.itemsize for shape, dtype in ours.values())
     releaser = _PageReleaser(path)
-    from tqdm import tqdm
-
     folder = Path(out_folder) if out_folder is not None else default_prior_dir(config)
-    folder.mkdir(parents=True, exist_ok=True)
-    with (
-        atomic_path(folder / WEIGHTS_FILE) as tmp,
-        open(tmp, "wb") as f,
-        tqdm(total=total, unit="B", unit_scale=True, desc=f"import {path.name}", disable=not progress) as bar,
-    ):
-        f.write(header)
-        for k in order:
-            original_key, transpose = source[k]
-            tensor = state.pop(original_key)
-            converted = tensor.t().contiguous() if transpose else tensor
-            view = _raw_bytes(converted)
-            f.write(view)
-            bar.update(view.nbytes)
-            del view, converted
-            releaser.release(tensor)
-            del tensor
-        if f.tell() != len(header) + total:
-            raise OpenJukeboxError(f"{path}: wrote {f.tell()} bytes, expected {len(header) + total}")
-        # Replacing an earlier import: drop its config first, so that no moment pairs new weights with an old config.
-        (folder / CONFIG_FILE).unlink(missing_ok=True)
+
+    def fetch(key: str) -> torch.Tensor:
+        return state.pop(key)
+
+    write_weights_streamed(
+        folder,
+        ours,
+        source,
+        fetch,
+        lambda key, tensor: releaser.release(tensor),
+        {"format": "pt", "source": path.name, "step": str(step)},
+        progress,
+        where=str(path),
+    )
     write_json_atomic(folder / CONFIG_FILE, model_config_json(KIND, config))
     n = sum(_numel(shape) for shape, _ in ours.values())
     log.info("imported %s: level-%d prior, %.1f M parameters -> %s", path.name, config.level, n / 1e6, folder)
     return folder
+
+
+def write_weights_streamed(
+    folder: Path,
+    ours: dict[str, tuple[tuple[int, ...], torch.dtype]],
+    source: dict[str, tuple[str, bool]],
+    fetch: Callable[[str], torch.Tensor],
+    release: Callable[[str, torch.Tensor], None],
+    metadata: dict[str, str],
+    progress: bool,
+    where: str,
+) -> None:
+    """Write `folder/model.safetensors` one tensor at a time: `ours` gives each of our keys' shape and dtype,
+    `source` the checkpoint key it comes from and whether to transpose it (a Conv1D weight); `fetch` reads a
+    checkpoint tensor and `release` is told when it has been written (to free it). The header comes first, so the
+    state dict is never held twice. Any config.json of an earlier import is removed before the weights land, so
+    that no moment pairs new weights with an old config; the caller writes the new one."""
+    from tqdm import tqdm
+
+    # Largest element size first keeps every tensor aligned to its dtype in the file (as safetensors itself does).
+    order = sorted(ours, key=lambda k: -ours[k][1].itemsize)
+    header = safetensors_header([(k, *ours[k]) for k in order], metadata)
+    total = sum(_numel(shape) * dtype.itemsize for shape, dtype in ours.values())
+    folder.mkdir(parents=True, exist_ok=True)
+    with (
+        atomic_path(folder / WEIGHTS_FILE) as tmp,
+        open(tmp, "wb") as f,
+        tqdm(total=total, unit="B", unit_scale=True, desc=f"import {metadata['source']}", disable=not progress) as bar,
+    ):
+        f.write(header)
+        for k in order:
+            original_key, transpose = source[k]
+            tensor = fetch(original_key)
+            view = _raw_bytes(tensor.t().contiguous() if transpose else tensor)
+            f.write(view)
+            bar.update(view.nbytes)
+            del view
+            release(original_key, tensor)
+            del tensor
+        if f.tell() != len(header) + total:
+            raise OpenJukeboxError(f"{where}: wrote {f.tell()} bytes, expected {len(header) + total}")
+        (folder / CONFIG_FILE).unlink(missing_ok=True)
 
 
 def official_model_name(config: PriorConfig) -> str:
