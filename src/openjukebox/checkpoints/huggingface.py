@@ -51,8 +51,13 @@ from typing import Any
 
 import torch
 
-from openjukebox.checkpoints.format import CONFIG_FILE, load_state_dict_checked, model_config_json
-from openjukebox.checkpoints.original import _config_from_original, is_legacy_torch_file, rename_vqvae_key
+from openjukebox.checkpoints.format import CONFIG_FILE, model_config_json
+from openjukebox.checkpoints.original import (
+    _config_from_original,
+    is_legacy_torch_file,
+    rename_vqvae_key,
+    vqvae_from_state,
+)
 from openjukebox.checkpoints.original_prior import (
     _SAFETENSORS_DTYPES,
     KIND,
@@ -512,7 +517,6 @@ def _import_vqvae(
 ) -> Path:
     from openjukebox.checkpoints.paths import default_vqvae_dir
     from openjukebox.checkpoints.vqvae import save_vqvae
-    from openjukebox.vqvae import VQVAE
 
     where = f"{folder} (vqvae)"
     if vq["act_fn"] != "relu" or vq["conv_res_scale"] or vq["conv_input_shape"] != 1:
@@ -546,16 +550,9 @@ def _import_vqvae(
             f"{where}: config.json (levels, res_downs_t, nb_discrete_codes, embed_dim)={stated} but the weights have "
             f"{found} and there are {levels} priors"
         )
-    model = VQVAE(vq_config)
-    for level, codebook in enumerate(model.codebooks):
-        # No EMA statistics in the file: start them as after a data-driven initialisation (as `import_vqvae`).
-        embed = state[f"codebooks.{level}.embed"]
-        state[f"codebooks.{level}.embed_sum"] = embed.clone()
-        state[f"codebooks.{level}.cluster_size"] = torch.ones(codebook.l_bins)
-        state[f"codebooks.{level}.initted"] = torch.tensor(True)
-    load_state_dict_checked(model, state, where)
+    model = vqvae_from_state(vq_config, state, where)
     target = out / "vqvae" if out is not None else default_vqvae_dir()
-    save_vqvae(target, model.eval())
+    save_vqvae(target, model)
     log.info("imported the VQ-VAE of %s -> %s", folder, target)
     return target
 

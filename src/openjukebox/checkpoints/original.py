@@ -186,12 +186,17 @@ def import_vqvae(path: str | os.PathLike) -> VQVAE:
         config = _config_from_original(hps, original)
     except (KeyError, ValueError, ZeroDivisionError) as e:
         raise OpenJukeboxError(f"{path}: cannot infer the VQ-VAE shape ({e})") from None
+    return vqvae_from_state(config, state, str(path))
+
+
+def vqvae_from_state(config: VQVAEConfig, state: dict[str, torch.Tensor], where: str) -> VQVAE:
+    """Our VQ-VAE (eval mode) from converted weights that lack the codebooks' EMA statistics (released and Hugging
+    Face files store only the codes): those start as after a data-driven initialisation."""
     model = VQVAE(config)
     for level, codebook in enumerate(model.codebooks):
-        # EMA statistics are not in the released file: start them as after a data-driven initialisation.
         embed = state[f"codebooks.{level}.embed"]
         state[f"codebooks.{level}.embed_sum"] = embed.clone()
         state[f"codebooks.{level}.cluster_size"] = torch.ones(codebook.l_bins)
         state[f"codebooks.{level}.initted"] = torch.tensor(True)
-    load_state_dict_checked(model, state, str(path))
+    load_state_dict_checked(model, state, where)
     return model.eval()
