@@ -276,7 +276,7 @@ class ProgressBars:
 def sample_cli(args: argparse.Namespace) -> None:
     import torch
 
-    from openjukebox.sample.run import SampleRun
+    from openjukebox.sample.run import SampleRun, check_new_run_folder
 
     if args.device is None:
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -288,8 +288,7 @@ def sample_cli(args: argparse.Namespace) -> None:
     else:
         if args.out is None:
             raise OpenJukeboxError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
-        if args.out.exists() and (not args.out.is_dir() or any(args.out.iterdir())):
-            raise OpenJukeboxError(f"{args.out}: exists and is not empty; use --resume {args.out} or a new folder")
+        check_new_run_folder(args.out)  # before loading any model
         dirs = resolve_model(args.model)
         levels = sorted({int(x) for x in args.levels.split(",") if x.strip().isdigit()} or {0, 1, 2})
         pipeline = load_pipeline(dirs, args.device, [lv for lv in levels if lv in dirs.priors], args.precision)

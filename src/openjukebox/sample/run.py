@@ -93,6 +93,12 @@ def model_fingerprints(dirs: ModelDirs) -> dict[str, str]:
     return out
 
 
+def check_new_run_folder(folder: Path) -> None:
+    """A new run never writes into a folder that holds anything (nothing of the user's is overwritten)."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise OpenJukeboxError(f"{folder}: exists and is not empty; use --resume {folder} or a new folder")
+
+
 class SampleRun:
     """One run folder. `create` for a new run (refuses a non-empty folder), `open` to resume."""
 
@@ -103,8 +109,7 @@ class SampleRun:
     @classmethod
     def create(cls, folder: str | os.PathLike, spec: RunSpec) -> SampleRun:
         folder = Path(folder)
-        if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
-            raise OpenJukeboxError(f"{folder}: exists and is not empty; use --resume {folder} or a new folder")
+        check_new_run_folder(folder)
         folder.mkdir(parents=True, exist_ok=True)
         meta = {"format": RUN_FORMAT, "version": RUN_VERSION, "openjukebox_version": __version__, **asdict(spec)}
         write_json_atomic(folder / RUN_FILE, meta)
