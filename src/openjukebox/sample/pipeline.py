@@ -124,10 +124,13 @@ class Pipeline:
             raise OpenJukeboxError(
                 f"the prompt ({prompt.shape[-1]} samples) must be shorter than the song ({length} samples)"
             )
+        return self.sample_levels(self.encode_prompt(prompt), song, length, list(range(self.levels)), seed, **kw)
+
+    def encode_prompt(self, prompt: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Codes of every level (on the CPU) of a (n_samples, T) audio prompt: what primed sampling continues."""
         with torch.no_grad():
             codes = self.vqvae.encode(prompt.float())
-        zs = {level: z.long().cpu() for level, z in enumerate(codes)}
-        return self.sample_levels(zs, song, length, list(range(self.levels)), seed, **kw)
+        return {level: z.long().cpu() for level, z in enumerate(codes)}
 
     def continue_sample(
         self, zs: Mapping[int, torch.Tensor], song: Song, length: int, seed: int, **kw

@@ -185,9 +185,7 @@ class SampleRun:
                     f"the {spec.prompt_length / pipeline.vqvae.config.sample_rate:.2f} s prompt asked for"
                 )
             prompt = torch.from_numpy(np.asarray(audio[: spec.prompt_length], dtype=np.float32))
-            with torch.no_grad():
-                codes = pipeline.vqvae.encode(prompt.view(1, -1).repeat(n, 1))
-            return {level: z.long().cpu() for level, z in enumerate(codes)}
+            return pipeline.encode_prompt(prompt.view(1, -1).repeat(n, 1))
         codes = load_codes(spec.codes)
         cfg = pipeline.vqvae.config
         codes.check_compatible(tuple(pipeline.vqvae.hop_lengths), cfg.l_bins, cfg.sample_rate, str(spec.codes))
