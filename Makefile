@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-slow lint format bench clean synth-deps browser-deps
+.PHONY: install test test-slow lint format bench clean synth-deps browser-deps music-deps demo
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,12 +18,23 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
+
+# A song with lyrics from the bundled demo model (no download): wavs, lyrics timings, karaoke page in out/demo/.
+DEMO_ARTIST ?= june meadow
+DEMO_GENRE ?= folk
+DEMO_LYRICS ?= examples/demo_lyrics.txt
+DEMO_SECONDS ?= 12
+DEMO_SEED ?= 0
+DEMO_OUT ?= out/demo
+demo: $(STAMP)
+	$(BIN)/openjukebox demo --artist "$(DEMO_ARTIST)" --genre "$(DEMO_GENRE)" --lyrics-file "$(DEMO_LYRICS)" \
+		--seconds $(DEMO_SECONDS) --seed $(DEMO_SEED) --out "$(DEMO_OUT)"
 
 test: $(STAMP) lint
 	$(BIN)/pytest -m "not slow" -q
@@ -43,6 +54,11 @@ synth-deps:
 browser-deps:
 	apt-get update -qq
 	apt-get install -y -qq --no-install-recommends chromium
+
+# Free music for the demo model's training corpus: 41 Wesnoth tracks, GPL-2+ (Debian; needs root).
+music-deps:
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends wesnoth-1.16-music
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .ruff_cache

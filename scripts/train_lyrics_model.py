@@ -52,7 +52,9 @@ preset is the real evaluation (goal: median onset error <= 0.3 s, clearly better
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -60,9 +62,22 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+MUSIC_PACKAGE = "wesnoth-1.16-music"  # GPL-2+, 41 tracks, 44.1 kHz Ogg Vorbis with artist/genre tags
+MUSIC_DIR = Path("/usr/share/games/wesnoth/1.16/data/core/music")
 
+# Every preset has every key; a command-line option of the same name overrides it.
+_COMMON = dict(
+    decay="none",
+    prior_lr=3e-4,
+    prior_warmup_steps=100,
+    lyric_jitter=0,
+    upsampler_steps=0,
+    upsampler_batch_size=8,
+    music=False,
+)
 PRESETS: dict[str, dict[str, object]] = {
     "quick": dict(
+        _COMMON,
         songs=12,
         dev_songs=1,
         test_songs=2,
@@ -74,7 +89,28 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_batch_size=4,
         save_every=1000,
     ),
+    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 1.5 hours.
+    "demo": dict(
+        _COMMON,
+        songs=136,
+        dev_songs=8,
+        test_songs=16,
+        music=True,
+        vqvae_preset="demo",
+        vqvae_steps=2400,
+        vqvae_batch_size=4,
+        prior_preset="demo",
+        prior_steps=12_000,
+        prior_batch_size=8,
+        upsampler_steps=5000,
+        decay="cosine",
+        prior_lr=5e-4,
+        prior_warmup_steps=500,
+        lyric_jitter=24,
+        save_every=1000,
+    ),
     "default": dict(
+        _COMMON,
         songs=480,
         dev_songs=8,
         test_songs=24,
@@ -95,13 +131,47 @@ def log(message: str) -> None:
 
 def run(cmd: list[str], timings: dict[str, float], name: str) -> None:
     """Run one step as a subprocess (its output goes straight to ours); a failure stops the recipe."""
-    log(f"{name}: {' '.join(cmd)}")
+    run_parallel([(name, cmd)], timings)
+
+
+def run_parallel(
+    steps: list[tuple[str, list[str]]], timings: dict[str, float], done: dict[str, Path] | None = None
+) -> None:
+    """Run steps side by side (one CPU thread each when there are several); wait for all; any failure stops.
+    `done`: step name -> marker file touched as soon as that step has succeeded (a rerun then skips it)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1") if len(steps) > 1 else None
     t0 = time.perf_counter()
-    result = subprocess.run(cmd, cwd=REPO)
-    timings[name] = time.perf_counter() - t0
-    if result.returncode != 0:
-        raise SystemExit(f"train_lyrics_model: error: step {name!r} failed (exit {result.returncode})")
-    log(f"{name}: done in {timings[name]:.0f} s")
+    procs = []
+    for name, cmd in steps:
+        log(f"{name}: {' '.join(cmd)}")
+        procs.append((name, subprocess.Popen(cmd, cwd=REPO, env=env)))
+    failed = []
+    for name, proc in procs:
+        code = proc.wait()
+        timings[name] = time.perf_counter() - t0
+        log(f"{name}: {'done' if code == 0 else f'failed (exit {code})'} after {timings[name]:.0f} s")
+        if code != 0:
+            failed.append(f"{name!r} (exit {code})")
+        elif done and name in done:
+            done[name].touch()
+    if failed:
+        raise SystemExit(f"train_lyrics_model: error: step {', '.join(failed)} failed")
+
+
+def save_recipe(work: Path, settings: dict[str, object], timings: dict[str, float]) -> None:
+    """WORK/recipe.json: the settings and how long each step took (merged with earlier runs of the recipe, whose
+    finished steps are skipped); the model card reads it."""
+    path = work / "recipe.json"
+    old = json.loads(path.read_text()).get("timings_s", {}) if path.is_file() else {}
+    record = {
+        "settings": settings,
+        "timings_s": {**old, **{k: round(v, 1) for k, v in timings.items()}},
+        "machine": f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} cores".strip(),
+        "updated": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def openjukebox(*args: str) -> list[str]:
@@ -109,8 +179,9 @@ def openjukebox(*args: str) -> list[str]:
 
 
 def split_songs(synth: Path, work: Path, n_train: int, n_dev: int, n_test: int) -> None:
-    """Move the synth songs (by index) into corpus/, dev/ and test/ (audio + sidecar; the vocal stems stay)."""
-    for name, lo, hi in (("corpus", 0, n_train), ("dev", n_train, n_train + n_dev), ("test", n_train + n_dev, None)):
+    """Move the synth songs (by index) into corpus/synth/, dev/ and test/ (audio + sidecar; the stems stay)."""
+    splits = (("corpus/synth", 0, n_train), ("dev", n_train, n_train + n_dev), ("test", n_train + n_dev, None))
+    for name, lo, hi in splits:
         folder = work / name
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(lo, hi if hi is not None else n_train + n_dev + n_test):
@@ -130,31 +201,78 @@ def copy_checkpoint(run_dir: Path, dest: Path) -> None:
             shutil.copy2(run_dir / name, dest / name)
 
 
+def link_music(source: Path, dest: Path) -> int:
+    """Symbolic links in `dest` to every .ogg of the Wesnoth music folder (the files stay where apt put them)."""
+    tracks = sorted(source.glob("*.ogg")) if source.is_dir() else []
+    if not tracks:
+        raise SystemExit(f"train_lyrics_model: error: no music in {source}; run `make music-deps` (apt package "
+                         f"{MUSIC_PACKAGE}) or pass --no-music")  # fmt: skip
+    dest.mkdir(parents=True, exist_ok=True)
+    for track in tracks:
+        link = dest / track.name
+        if not link.is_symlink():
+            link.symlink_to(track)
+    return len(tracks)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", type=Path, required=True, help="working folder: data, runs, model/")
-    p.add_argument("--quick", action="store_true", help="tiny sizes: the plumbing in a few minutes on a CPU")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default", help="sizes and steps (default: default)")
+    p.add_argument("--quick", action="store_true", help="same as --preset quick")
     p.add_argument("--seed", type=int, default=0, help="seed of the synth corpus and of the training runs")
     p.add_argument("--songs", type=int, help="training songs")
     p.add_argument("--dev-songs", type=int, help="held-out songs for choosing the alignment head")
     p.add_argument("--test-songs", type=int, help="held-out songs for bench/align.py eval")
+    p.add_argument("--music", action=argparse.BooleanOptionalAction, help=f"add the {MUSIC_PACKAGE} tracks")
     p.add_argument("--vqvae", type=Path, help="reuse this trained VQ-VAE folder (skips VQ-VAE training)")
-    p.add_argument("--vqvae-preset", help="tiny, small or official")
+    p.add_argument("--vqvae-preset", help="tiny, demo, small or official")
     p.add_argument("--vqvae-steps", type=int)
     p.add_argument("--vqvae-batch-size", type=int)
-    p.add_argument("--prior-preset", help="tiny or small (a lyric top prior with our own label ids)")
+    p.add_argument("--decay", choices=("none", "linear", "cosine"), help="learning-rate decay of every run")
+    p.add_argument("--prior-preset", help="tiny, demo or small (our own label ids)")
     p.add_argument("--prior-steps", type=int)
     p.add_argument("--prior-batch-size", type=int)
+    p.add_argument("--prior-lr", type=float, help="peak learning rate of the priors")
+    p.add_argument("--prior-warmup-steps", type=int)
+    p.add_argument("--lyric-jitter", type=int, help="top prior: move training lyric windows by up to N characters")
+    p.add_argument("--upsampler-steps", type=int, help="0: no upsamplers (alignment needs only the top prior)")
+    p.add_argument("--upsampler-batch-size", type=int)
     p.add_argument("--save-every", type=int, help="training checkpoints every N steps")
-    p.add_argument("--device", help="cpu or cuda for the prior and the alignment (default: cuda if available)")
+    p.add_argument("--device", help="cpu or cuda for the priors and the alignment (default: cuda if available)")
     p.add_argument("--precision", default="fp32", help="training precision: fp32, or bf16 on a GPU")
     p.add_argument("--no-eval", action="store_true", help="stop after storing the alignment head")
     return p
 
 
+def train_prior(
+    s: dict[str, object], args: argparse.Namespace, work: Path, level: int, vqvae_dir: Path
+) -> tuple[str, list[str]] | None:
+    """The `prior train` step of one level, or None when it is already trained (marked DONE)."""
+    out = work / "runs" / f"prior_level_{level}"
+    if (out / "model.safetensors").is_file() and (out / "DONE").is_file():
+        log(f"prior level {level}: {out} already trained")
+        return None
+    kind = "prior" if level == 2 else "upsampler"
+    steps, batch = s[f"{kind}_steps"], s[f"{kind}_batch_size"]
+    resume = ["--resume"] if (out / "checkpoints").is_dir() else []
+    device = ["--device", args.device] if args.device else []
+    cmd = openjukebox(
+        "prior", "train", "--data", str(work / "corpus"), "--vqvae", str(vqvae_dir), "--out", str(out),
+        "--preset", str(s["prior_preset"]), "--level", str(level), "--steps", str(steps), "--batch-size", str(batch),
+        "--lr", str(s["prior_lr"]), "--warmup-steps", str(s["prior_warmup_steps"]), "--decay", str(s["decay"]),
+        "--decay-start", str(s["prior_warmup_steps"]), "--save-every", str(s["save_every"]),
+        "--val-every", "0", "--val-fraction", "0", "--seed", str(args.seed), "--precision", args.precision,
+        "--no-progress", *device, *resume,
+    )  # fmt: skip
+    if level == 2:
+        cmd += ["--lyric-jitter", str(s["lyric_jitter"])]
+    return f"prior level {level}", cmd
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    settings = dict(PRESETS["quick" if args.quick else "default"])
+    settings = dict(PRESETS["quick" if args.quick else args.preset])
     for key in settings:
         value = getattr(args, key, None)
         if value is not None:
@@ -181,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
         split_songs(synth, work, n_train, n_dev, n_test)
     else:
         log("synth: corpus, dev and test songs already there")
+    if s["music"]:
+        log(f"music: {link_music(MUSIC_DIR, corpus / 'wesnoth')} tracks of {MUSIC_PACKAGE} linked into {corpus}")
 
     run(openjukebox("data", "index", str(corpus)), timings, "index")
 
@@ -196,39 +316,35 @@ def main(argv: list[str] | None = None) -> int:
             cmd = openjukebox(
                 "vqvae", "train", "--data", str(corpus), "--out", str(vqvae_dir), "--preset", str(s["vqvae_preset"]),
                 "--steps", str(s["vqvae_steps"]), "--batch-size", str(s["vqvae_batch_size"]),
-                "--save-every", str(s["save_every"]), "--media-every", "0", "--seed", str(args.seed), "--no-progress",
-                "--precision", args.precision, *resume,
+                "--decay", str(s["decay"]), "--decay-start", "100", "--save-every", str(s["save_every"]),
+                "--media-every", "0", "--seed", str(args.seed), "--no-progress", "--precision", args.precision, *resume,
             )  # fmt: skip
             run(cmd, timings, "vqvae train")
             (vqvae_dir / "DONE").touch()
+            save_recipe(work, s, timings)
 
     run(openjukebox("data", "encode", str(corpus), "--vqvae", str(vqvae_dir)), timings, "encode")
 
-    prior_dir = work / "runs" / "prior_level_2"
-    if (prior_dir / "model.safetensors").is_file() and (prior_dir / "DONE").is_file():
-        log(f"prior: {prior_dir} already trained")
-    else:
-        resume = ["--resume"] if (prior_dir / "checkpoints").is_dir() else []
-        cmd = openjukebox(
-            "prior", "train", "--data", str(corpus), "--vqvae", str(vqvae_dir), "--out", str(prior_dir),
-            "--preset", str(s["prior_preset"]), "--level", "2", "--steps", str(s["prior_steps"]),
-            "--batch-size", str(s["prior_batch_size"]), "--save-every", str(s["save_every"]),
-            "--val-every", "0", "--val-fraction", "0", "--seed", str(args.seed), "--precision", args.precision,
-            "--no-progress", *device, *resume,
-        )  # fmt: skip
-        run(cmd, timings, "prior train")
-        (prior_dir / "DONE").touch()
+    # The top prior and the upsamplers are independent: on a CPU they train side by side, one thread each.
+    levels = (2, 1, 0) if int(s["upsampler_steps"]) > 0 else (2,)
+    steps = [step for level in levels if (step := train_prior(s, args, work, level, vqvae_dir)) is not None]
+    if steps:
+        markers = {f"prior level {level}": work / "runs" / f"prior_level_{level}" / "DONE" for level in levels}
+        run_parallel(steps, timings, markers)
+    save_recipe(work, s, timings)
 
     model = work / "model"
     copy_checkpoint(vqvae_dir, model / "vqvae")
-    copy_checkpoint(prior_dir, model / "prior_level_2")
-    log(f"model folder: {model} (vqvae/, prior_level_2/)")
+    for level in levels:
+        copy_checkpoint(work / "runs" / f"prior_level_{level}", model / f"prior_level_{level}")
+    log(f"model folder: {model} (vqvae/, {', '.join(f'prior_level_{level}/' for level in levels)})")
 
     bench = [sys.executable, str(REPO / "bench" / "align.py")]
     run([*bench, "choose-head", "--model", str(model), "--songs", str(dev), *device], timings, "choose head")
     if not args.no_eval:
         cmd = [*bench, "eval", "--model", str(model), "--songs", str(test), "--json", str(work / "align.json"), *device]
         run(cmd, timings, "eval")
+    save_recipe(work, s, timings)
     log("timings: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     log(f"done: openjukebox align SONG --lyrics LYRICS.txt --model {model} --artist A --genre G")
     return 0

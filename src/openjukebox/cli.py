@@ -177,6 +177,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
     sample_cli(args)
 
 
+def cmd_demo(args: argparse.Namespace) -> None:
+    from openjukebox.sample.demo import demo_cli
+
+    demo_cli(args)
+
+
 def cmd_align(args: argparse.Namespace) -> None:
     from openjukebox.align.cli import align_cli
 
@@ -247,6 +253,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sample_arguments(p)
     p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "demo",
+        help="a song with lyrics from the bundled demo model (no download) into out/demo: wavs, lyrics, karaoke",
+        description="Sample a short song with lyrics from the small bundled demo model on the CPU (what `make demo` "
+        "runs). Running it again replaces the previous demo run.",
+    )
+    from openjukebox.sample.demo import add_demo_arguments
+
+    add_demo_arguments(p)
+    p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser(
         "align",

@@ -22,7 +22,12 @@ from openjukebox.errors import OpenJukeboxError
 SR = 44100
 HOPS = (8, 32, 128)
 N_TOKENS = 8
-WORDS = [{"word": "one", "start": 0.1, "end": 0.4}, {"word": "two", "start": 0.6, "end": 0.9}]
+WORDS = [  # more characters than N_TOKENS, so that a lyric window can move
+    {"word": "one", "start": 0.1, "end": 0.3},
+    {"word": "two", "start": 0.35, "end": 0.6},
+    {"word": "three", "start": 0.65, "end": 0.9},
+    {"word": "four", "start": 0.95, "end": 1.1},
+]
 SONGS = [  # (seconds, sidecar)
     (1.0, {"artist": "Alpha", "genre": "Blues Rock", "lyrics": "hello world " * 4}),
     (1.2, {"artist": "Bravo", "genre": "jazz", "lyrics": "x", "words": WORDS}),
@@ -193,3 +198,22 @@ def test_official_ids_label_windows_like_the_original(index, cache, caplog):
     assert genres["song1.wav"][0] == 9 and genres["song2.wav"][0] == 14 and genres["song3.wav"][0] == 8
     assert all(s.labels.artist == 0 for s in crops.songs)
     assert "3 names are not in the label ids and use id 0 (unknown): artist 'Alpha'" in caplog.text
+
+
+def test_lyric_jitter_moves_only_word_timed_windows_and_is_reproducible(index, cache):
+    ids = _ids(index)
+    plain = CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, max_genres=1)
+    jittered = CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, max_genres=1, lyric_jitter=3)
+    a, b = plain.batch(0, 4, 16), jittered.batch(0, 4, 16)
+    assert torch.equal(a["song"], b["song"]) and torch.equal(a["start"], b["start"])  # same windows drawn
+    assert torch.equal(a["codes"], b["codes"]) and torch.equal(a["y"][:, :-N_TOKENS], b["y"][:, :-N_TOKENS])
+    assert all(torch.equal(b[k], jittered.batch(0, 4, 16)[k]) for k in b)
+    moved = (a["y"][:, -N_TOKENS:] != b["y"][:, -N_TOKENS:]).any(dim=1)
+    timed = a["song"] == 1  # the song with word timings; the others use the linear rule, never moved
+    assert moved[timed].any() and not moved[~timed].any()
+    for i in torch.nonzero(moved).flatten().tolist():  # each moved window is a shifted true window
+        song, start = int(b["song"][i]), int(b["start"][i])
+        options = [plain.example_at(song, start, s)["y"][-N_TOKENS:].tolist() for s in range(-3, 4)]
+        assert b["y"][i, -N_TOKENS:].tolist() in options
+    with pytest.raises(OpenJukeboxError, match="jitter"):
+        CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, lyric_jitter=-1)

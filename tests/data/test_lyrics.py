@@ -161,3 +161,13 @@ def test_words_place_characters_inside_their_spans() -> None:
         encode_timed_words([TimedWord("a", 10, 20), TimedWord("b", 5, 30)])
     with pytest.raises(OpenJukeboxError, match="after end"):
         encode_timed_words([TimedWord("a", 10, 5)])
+
+
+def test_words_window_shift_moves_the_centre_and_stays_clamped() -> None:
+    words = uniform_words()  # 8 characters, character k ends at 100 * (k + 1)
+    _, centred = lyric_window_from_words(words, 800, 300, 200, 4)  # centre 400: 4 characters ended
+    assert centred.tolist() == [2, 3, 4, 5]
+    assert lyric_window_from_words(words, 800, 300, 200, 4, shift=1)[1].tolist() == [3, 4, 5, 6]
+    assert lyric_window_from_words(words, 800, 300, 200, 4, shift=-2)[1].tolist() == [0, 1, 2, 3]
+    assert lyric_window_from_words(words, 800, 300, 200, 4, shift=-9)[1].tolist() == [0, 1, 2, 3]  # clamped
+    assert lyric_window_from_words(words, 800, 300, 200, 4, shift=9)[1].tolist() == [4, 5, 6, 7]

@@ -45,7 +45,7 @@ def test_official_preset_shapes():
 
 def test_config_round_trips_through_json_dict():
     for name in PRESET_NAMES:
-        for level in (0, 1, 2) if name in ("small", "tiny") else (None,):
+        for level in (0, 1, 2) if name in ("small", "demo", "tiny") else (None,):
             c = prior_preset(name, level)
             assert PriorConfig.from_dict(c.to_dict()) == c
 

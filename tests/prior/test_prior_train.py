@@ -117,6 +117,18 @@ def test_stopped_run_resumes_bit_identically(tmp_path, dataset, tiny_vqvae_dir):
             assert torch.equal(want[key], got[key]), f"{name}: {key} differs from the uninterrupted run"
 
 
+def test_resume_with_other_data_settings_is_refused(tmp_path, dataset, tiny_vqvae_dir, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    common = ["--save-every", "2", "--val-every", "0", "--val-fraction", "0.34"]
+    assert _train(dataset, tiny_vqvae_dir, out, 2, "--preset", "tiny", "--lyric-jitter", "4", *common) == 0
+    assert _train(dataset, tiny_vqvae_dir, out, 4, "--resume", *common) == 1  # jitter 0 is not the run's 4
+    assert "started with --lyric-jitter 4, not 0" in capsys.readouterr().err
+    assert _train(dataset, tiny_vqvae_dir, out, 4, "--resume", *common[:-1], "0.5", "--lyric-jitter", "4") == 1
+    assert "--val-fraction 0.34, not 0.5" in capsys.readouterr().err
+    assert _train(dataset, tiny_vqvae_dir, out, 4, "--resume", "--lyric-jitter", "4", *common) == 0
+
+
 def test_two_processes_end_identical(tmp_path, dataset, tiny_vqvae_dir):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "openjukebox.cli",

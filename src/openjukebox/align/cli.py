@@ -23,8 +23,8 @@ def add_align_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="5b_lyrics",
-        help=f"{', '.join(m for m in OFFICIAL_MODELS if 'lyrics' in m)} (imported with `openjukebox import`) or a "
-        "model folder with vqvae/ and prior_level_2/ (default 5b_lyrics)",
+        help=f"{', '.join(m for m in OFFICIAL_MODELS if 'lyrics' in m)} (imported with `openjukebox import`), demo "
+        "(the bundled demo model) or a model folder with vqvae/ and prior_level_2/ (default 5b_lyrics)",
     )
     p.add_argument("--artist", required=True, help="artist name the prior is conditioned on")
     p.add_argument("--genre", required=True, help="genre the prior is conditioned on")

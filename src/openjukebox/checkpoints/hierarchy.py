@@ -23,6 +23,9 @@ from openjukebox.errors import OpenJukeboxError
 
 OFFICIAL_MODELS = ("5b", "5b_lyrics", "1b_lyrics")
 VQVAE_DIR = "vqvae"
+# The bundled demo model (scripts/train_demo.sh, MODEL_CARD.md): package data, so it needs no download.
+DEMO_MODEL = "demo"
+DEMO_DIR = Path(__file__).resolve().parent.parent / "models" / DEMO_MODEL
 
 
 def prior_dir_name(level: int) -> str:
@@ -47,8 +50,10 @@ class ModelDirs:
 def resolve_model(model: str | os.PathLike, levels: tuple[int, ...] = (0, 1, 2)) -> ModelDirs:
     """The folders of a released model name or of our own model folder; missing parts are explained."""
     name = str(model)
-    if name == "demo":
-        raise OpenJukeboxError("the bundled demo model is not available yet; use a released model or a model folder")
+    if name == DEMO_MODEL:
+        if not (DEMO_DIR / VQVAE_DIR / "config.json").is_file():
+            raise OpenJukeboxError(f"the bundled demo model is missing from {DEMO_DIR}; reinstall openjukebox")
+        model = DEMO_DIR
     if name in OFFICIAL_MODELS:
         vqvae = default_vqvae_dir()
         priors = {level: official_prior_dir(name, level) for level in levels}

@@ -85,6 +85,9 @@ class CodeCrops:
         split, val_fraction: "all" songs, or the "train" / held-out "val" side of a `val_fraction` split.
         min_length, max_length: songs outside [min_length, max_length) samples are skipped too (the top prior's
             timing embeddings cover song lengths in [min_duration, max_duration) only).
+        lyric_jitter: songs with word timings get lyric windows moved off their true centre by a uniform random
+            number of characters in [-lyric_jitter, lyric_jitter], drawn from the batch's generator (training
+            only: the "val" subset has none). 0 = exactly centred windows.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class CodeCrops:
         val_fraction: float = 0.0,
         min_length: int = 0,
         max_length: int | None = None,
+        lyric_jitter: int = 0,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -112,6 +116,9 @@ class CodeCrops:
         self.root = index.root
         self.level, self.n_ctx, self.split = level, n_ctx, split
         self.n_tokens, self.lyrics_vocab = n_tokens, lyrics_vocab
+        if lyric_jitter < 0:
+            raise OpenJukeboxError(f"the lyric jitter must be >= 0 characters, got {lyric_jitter}")
+        self.lyric_jitter = lyric_jitter
         self.rejected: list[tuple[str, str]] = []  # (path relative to root, reason)
 
         records = index.songs("ok")
@@ -194,6 +201,8 @@ class CodeCrops:
             raise ValueError(f"subset({split!r}) of a {self.split!r} dataset; take 'train' or 'val' of 'all'")
         other = copy.copy(self)
         other._keep(split)
+        if split == "val":
+            other.lyric_jitter = 0
         return other
 
     def _set_geometry(
@@ -222,9 +231,10 @@ class CodeCrops:
             f"{len(self)} songs, {seconds:.1f} s)"
         )
 
-    def example_at(self, song: int, start: int) -> dict[str, np.ndarray]:
+    def example_at(self, song: int, start: int, lyric_shift: int = 0) -> dict[str, np.ndarray]:
         """The window of song `song` (index into `songs`) starting at code `start` of this level:
-        codes (n_ctx,), upper (n_ctx // cond_downsample,) below the top, y (y_length,) with labels."""
+        codes (n_ctx,), upper (n_ctx // cond_downsample,) below the top, y (y_length,) with labels; the lyric
+        window of a song with word timings moved by `lyric_shift` characters."""
         s = self.songs[song]
         if start % self.cond_downsample or not 0 <= start <= self.lengths[song] // self.hop_length - self.n_ctx:
             raise ValueError(f"start {start} is not an aligned window start of {s.path}")
@@ -234,7 +244,7 @@ class CodeCrops:
             out["upper"] = s.upper[u : u + self.n_ctx // self.cond_downsample].astype(np.int64)
         if s.labels is not None:
             offset = start * self.hop_length
-            lyrics = s.labels.lyrics(offset, self.sample_length, self.n_tokens, self.lyrics_vocab)
+            lyrics = s.labels.lyrics(offset, self.sample_length, self.n_tokens, self.lyrics_vocab, lyric_shift)
             out["y"] = s.labels.label_vector(offset, self.sample_length, lyrics)
         return out
 
@@ -250,7 +260,11 @@ class CodeCrops:
             raise ValueError(f"need seed >= 0, index >= 0, batch_size > 0; got {seed}, {index}, {batch_size}")
         rng = np.random.default_rng([seed, index])
         draws = [self.draw(rng) for _ in range(batch_size)]
-        examples = [self.example_at(song, start) for song, start in draws]
+        shifts = [0] * batch_size
+        if self.lyric_jitter and self.n_tokens:  # drawn after the windows: without jitter the stream is unchanged
+            j = self.lyric_jitter
+            shifts = [int(x) for x in rng.integers(-j, j + 1, size=batch_size)]
+        examples = [self.example_at(song, start, shift) for (song, start), shift in zip(draws, shifts)]
         out = {k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in examples[0]}
         out["song"] = torch.tensor([song for song, _ in draws], dtype=torch.int64)
         out["start"] = torch.tensor([start for _, start in draws], dtype=torch.int64)

@@ -220,17 +220,22 @@ def lyric_window_from_words(
     duration: int,
     n_tokens: int,
     vocab: LyricsVocab = VOCAB_V2,
+    shift: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The window centred on the character actually sung at the middle of the crop, from word timings.
 
     midpoint = the number of characters that end at or before offset + duration / 2 (with characters spread
-    evenly over the song this is exactly the original's linear midpoint); then the same clamping and padding
-    as `lyric_window`. Indices point into `encode_timed_words(words, vocab)[0].tokens`.
+    evenly over the song this is exactly the original's linear midpoint), plus `shift`; then the same clamping
+    and padding as `lyric_window`. Indices point into `encode_timed_words(words, vocab)[0].tokens`.
+
+    `shift` (training only) moves the window off its true centre: at sampling and alignment time the window comes
+    from the linear rule, which is off by a few seconds of singing, so a prior trained on exactly centred windows
+    could learn "the sung character is in the middle" instead of reading the lyrics (`CodeCrops(lyric_jitter=)`).
 
     Returns:
         window (n_tokens,) int64, indices (n_tokens,) int64 (-1 for padding).
     """
     _check_crop(total_length, offset, duration)
     encoded, char_ends = encode_timed_words(words, vocab)
-    midpoint = int(np.count_nonzero(char_ends <= offset + duration / 2.0))
+    midpoint = int(np.count_nonzero(char_ends <= offset + duration / 2.0)) + shift
     return _centred_window(encoded.tokens, midpoint, n_tokens)

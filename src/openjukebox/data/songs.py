@@ -148,12 +148,15 @@ class SongLabels:
     tokens: np.ndarray
     words: tuple[TimedWord, ...] | None
 
-    def lyrics(self, offset: int, sample_length: int, n_tokens: int, vocab: LyricsVocab) -> np.ndarray | None:
-        """(n_tokens,) int64 lyric window of the crop [offset, offset + sample_length), or None if n_tokens == 0."""
+    def lyrics(
+        self, offset: int, sample_length: int, n_tokens: int, vocab: LyricsVocab, shift: int = 0
+    ) -> np.ndarray | None:
+        """(n_tokens,) int64 lyric window of the crop [offset, offset + sample_length), or None if n_tokens == 0.
+        `shift` moves the window of a song with word timings by that many characters (training jitter)."""
         if not n_tokens:
             return None
         if self.words is not None:
-            return lyric_window_from_words(self.words, self.length, offset, sample_length, n_tokens, vocab)[0]
+            return lyric_window_from_words(self.words, self.length, offset, sample_length, n_tokens, vocab, shift)[0]
         return lyric_window(self.tokens, self.length, offset, sample_length, n_tokens)[0]
 
     def label_vector(self, offset: int, sample_length: int, lyrics: np.ndarray | None) -> np.ndarray:

@@ -44,7 +44,12 @@ from openjukebox.vqvae.config import VQVAEConfig
 logger = logging.getLogger(__name__)
 
 VAL_SEED = 1_000_003  # validation windows: fixed, and apart from the training stream
-DATA_SETTINGS_FILE = "prior_data.json"  # what a resumed run must repeat about the data: the validation split
+DATA_SETTINGS_FILE = "prior_data.json"  # what a resumed run must repeat about the data: split and lyric jitter
+# setting -> (option, value in runs saved before the setting existed)
+DATA_SETTINGS: dict[str, tuple[str, Any]] = {
+    "val_fraction": ("--val-fraction", None),
+    "lyric_jitter": ("--lyric-jitter", 0),
+}
 
 
 class PriorTask:
@@ -229,6 +234,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weight-decay", type=float, default=0.0, help="decoupled weight decay (Jukebox used 0.01 for priors)"
     )
+    p.add_argument(
+        "--lyric-jitter",
+        type=int,
+        default=0,
+        help="move each training lyric window of a song with word timings by up to this many characters, so the "
+        "prior learns to find the sung words in the lyrics (sampling and alignment use the linear rule's windows)",
+    )
     p.add_argument("--val-every", type=int, default=500, help="validation loss every N steps (0 = never)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the songs held out for validation")
     p.add_argument("--val-batches", type=int, default=4, help="batches in one validation pass")
@@ -304,15 +316,18 @@ def model_and_labels(
 
 
 def _check_data_settings(args: argparse.Namespace) -> None:
-    """On resume, the split of the songs must be the one the run started with."""
+    """On resume, the split of the songs and the lyric jitter must be those the run started with (a run from
+    before a setting existed had its default)."""
     path = args.out / DATA_SETTINGS_FILE
     if args.resume and path.is_file():
-        saved = read_json_object(path).get("val_fraction")
-        if saved != args.val_fraction:
-            raise OpenJukeboxError(
-                f"cannot resume: the run held out --val-fraction {saved} of the songs, not {args.val_fraction}; "
-                "pass the same value"
-            )
+        saved = read_json_object(path)
+        for key, (option, default) in DATA_SETTINGS.items():
+            value = getattr(args, key)
+            if saved.get(key, default) != value:
+                raise OpenJukeboxError(
+                    f"cannot resume: the run started with {option} {saved.get(key, default)}, not {value}; "
+                    "pass the same value"
+                )
 
 
 def _is_rank0() -> bool:
@@ -350,6 +365,7 @@ def train_prior(args: argparse.Namespace) -> None:
         cache = CodeCache(args.cache or data_dir / DEFAULT_CACHE_NAME, vqvae_fingerprint(vqvae_dir))
         max_genres = c.labels.max_bow_genre_size if c.labels is not None else 1
         kw: dict[str, Any] = dict(n_tokens=c.n_tokens, lyrics_vocab=lyrics_vocab(c), max_genres=max_genres)
+        kw.update(lyric_jitter=args.lyric_jitter)
         kw.update(timing_range(c))
         # The held-out songs depend on --val-fraction only (not on whether validation runs), so that the training
         # windows of a resumed run are the same as before.
@@ -373,7 +389,7 @@ def train_prior(args: argparse.Namespace) -> None:
             artists.save(args.out / ARTISTS_FILE)  # with the run from the start: every checkpoint is usable
             genres.save(args.out / GENRES_FILE)
         if not args.resume:
-            write_json_atomic(args.out / DATA_SETTINGS_FILE, {"val_fraction": args.val_fraction})
+            write_json_atomic(args.out / DATA_SETTINGS_FILE, {key: getattr(args, key) for key in DATA_SETTINGS})
     task = PriorTask(
         model, data, args.batch_size, args.seed, val=val, val_batches=args.val_batches, precision=args.precision
     )

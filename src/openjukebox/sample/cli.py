@@ -73,8 +73,8 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="5b_lyrics",
-        help=f"{', '.join(OFFICIAL_MODELS)} (imported with `openjukebox import`) or a model folder with vqvae/ and "
-        "prior_level_{0,1,2}/ (default 5b_lyrics)",
+        help=f"{', '.join(OFFICIAL_MODELS)} (imported with `openjukebox import`), demo (the bundled demo model) or a "
+        "model folder with vqvae/ and prior_level_{0,1,2}/ (default 5b_lyrics)",
     )
     p.add_argument("--out", type=Path, help="run folder to create (must not exist or be empty)")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue an interrupted run; other options ignored")

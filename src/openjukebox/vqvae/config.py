@@ -1,6 +1,6 @@
 """VQ-VAE configuration and named presets (Jukebox paper §3, original `hparams.py` `vqvae`).
 
-`official` is the released model (all three Jukebox checkpoints share it); `small` and `tiny` keep the same
+`official` is the released model (all three Jukebox checkpoints share it); `small`, `demo` and `tiny` keep the same
 hop lengths (8 / 32 / 128) so that priors trained on them use the same token rates, with fewer channels.
 """
 
@@ -78,8 +78,17 @@ class VQVAEConfig:
 PRESETS: dict[str, VQVAEConfig] = {
     # The released Jukebox VQ-VAE: 1.8 M parameters + 3 x 2048 x 64 codebooks.
     "official": VQVAEConfig(),
-    # For CPU training of the demo hierarchy: same hops, one quarter of the codes.
+    # Small models of your own (GPU training; `scripts/train_lyrics_model.py` default preset): one quarter of the codes.
     "small": VQVAEConfig(l_bins=512, width=32, depth=4, multipliers=(1, 1, 1)),
+    # The bundled demo model, trained on 2 CPU cores in under an hour (scripts/train_demo.sh): 0.4 M parameters.
+    "demo": VQVAEConfig(
+        emb_width=32,
+        l_bins=256,
+        width=32,
+        depth=2,
+        multipliers=(1, 1, 1),
+        loss=VQVAELossConfig(linf_k=512),
+    ),
     # For tests: a few thousand parameters.
     "tiny": VQVAEConfig(
         emb_width=16,

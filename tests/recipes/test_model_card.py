@@ -1,0 +1,112 @@
+"""scripts/model_card.py's own parts on constructed data: the mel filters, the logistic-regression classifier,
+the Markdown it renders from measured numbers, and how it fills the card between its markers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_card.py"
+
+
+@pytest.fixture(scope="module")
+def card():
+    spec = importlib.util.spec_from_file_location("model_card", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["model_card"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("model_card", None)
+
+
+def test_mel_filters_cover_the_spectrum_in_order(card):
+    f = card.mel_filters(44100, 2048, 64)
+    assert f.shape == (64, 1025) and (f >= 0).all() and f.max() <= 1.0
+    peaks = f.argmax(1)
+    assert (np.diff(peaks) >= 0).all() and peaks[-1] > peaks[0]
+    assert (f.sum(0)[5:-5] > 0).all()  # every frequency but the very edges is seen by some band
+
+
+def test_features_tell_a_low_tone_from_a_high_one(card):
+    sr = 44100
+    t = np.arange(sr) / sr
+    low, high = (np.sin(2 * np.pi * hz * t).astype(np.float32) for hz in (110, 3520))
+    a, b = card.logmel_features(low, sr), card.logmel_features(high, sr)
+    assert a.shape == (2 * card.N_MELS,)
+    assert a[: card.N_MELS].argmax() < b[: card.N_MELS].argmax()
+
+
+def test_logistic_regression_learns_separable_classes(card):
+    rng = np.random.default_rng(0)
+    centres = {"rock": [3, 0, 0], "jazz": [0, 3, 0], "folk": [0, 0, 3]}
+    x = np.concatenate([rng.normal(c, 0.5, size=(30, 3)) for c in centres.values()])
+    y = [name for name in centres for _ in range(30)]
+    clf = card.LogisticRegression().fit(x, y)
+    assert clf.classes == ["folk", "jazz", "rock"]
+    test = np.array(list(centres.values()), dtype=np.float64)
+    assert clf.predict(test) == list(centres)
+    assert np.mean([p == t for p, t in zip(clf.predict(x), y)]) > 0.95
+
+
+def measured() -> dict:
+    level = {"hop_length": 8, "spectral_convergence_db": -5.5, "codes_used": 200, "entropy_bits": 7.1}
+    return {
+        "machine": "test",
+        "date": "2026-11-25",
+        "model": {"vqvae": {"parameters": 400_000, "bytes": 1_700_000}},
+        "corpus": {"synth": {"songs": 3, "hours": 0.1, "artists": 2, "genres": ["folk", "rock"]}},
+        "training": {"vqvae": {"steps": 10, "hours": 0.01, "final_loss": 1.5, "loss_tag": "train/loss"}},
+        "vqvae": {"seconds": 12.0, "crops": 2, "l_bins": 256, "levels": [{"level": 0, **level}]},
+        "priors": {2: {"loss": 3.0, "music_loss": 3.5, "lyric_loss": 2.0}, 1: {"loss": 4.0, "music_loss": 4.0}},
+        "alignment": {
+            "songs": 2,
+            "words": 20,
+            "aligner": {"median_error": 0.21, "mean_error": 0.4, "within": 0.6},
+            "linear": {"median_error": 1.5, "mean_error": 1.7, "within": 0.1},
+        },
+        "faithfulness": {
+            "generated": 4,
+            "seconds": 8.0,
+            "song_seconds": 30.0,
+            "samples_per_artist": 2,
+            "classifier_training_clips": 12,
+            "genre_accuracy": 0.75,
+            "artist_accuracy": 0.5,
+            "chance_genre": 0.5,
+            "chance_artist": 0.5,
+            "classifier_heldout_genre_accuracy": 1.0,
+            "classifier_heldout_artist_accuracy": 0.5,
+            "genre_accuracy_by_genre": {"folk": 1.0, "rock": 0.5},
+        },
+    }
+
+
+def test_markdown_shows_every_measured_number(card):
+    text = card.markdown(measured())
+    needles = [
+        "| vqvae | 0.40 M | 1.6 MiB |",
+        "| synth/ | 3 | 0.1 | 2 | folk, rock |",
+        "| 0 | 8 | -5.50 | 200/256 | 7.10 |",
+        "| 2 | 3.000 | 3.500 | 2.000 |",
+        "| 1 | 4.000 | 4.000 | - |",
+        "| aligner | 0.21 | 0.40 | 60% |",
+        "| genre recognised | 75% | 50% | 100% |",
+        "folk 100%, rock 50%",
+    ]
+    for needle in needles:
+        assert needle in text, needle
+
+
+def test_card_is_filled_between_its_markers_only(card, tmp_path):
+    path = tmp_path / "CARD.md"
+    path.write_text(f"# Card\nprose\n{card.BEGIN}\nold numbers\n{card.END}\nmore prose\n")
+    card.write_card(path, "new numbers")
+    assert path.read_text() == f"# Card\nprose\n{card.BEGIN}\nnew numbers\n{card.END}\nmore prose\n"
+    path.write_text("no markers")
+    with pytest.raises(SystemExit, match="markers"):
+        card.write_card(path, "x")
