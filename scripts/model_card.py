@@ -21,6 +21,7 @@ The numbers go to --json and, as a Markdown section, between the `<!-- measured:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -212,6 +213,7 @@ def faithfulness(
 ) -> dict:
     from openjukebox.sample.cli import load_pipeline
     from openjukebox.sample.pipeline import Song, seconds_to_length
+    from openjukebox.sample.settings import default_sampling
 
     dirs = resolve_model(model_dir)
     pipeline = load_pipeline(dirs, "cpu", [0, 1, 2])
@@ -239,10 +241,13 @@ def faithfulness(
         genre_of.setdefault(artist.lower(), genre.lower())
     length = seconds_to_length(seconds, sr, pipeline.vqvae.hop_lengths[-1])
     total_length = max(length, seconds_to_length(total, sr, pipeline.vqvae.hop_lengths[-1]))
+    # sampled as `openjukebox demo` samples: the original's settings, windows overlapping by half at every level
+    settings = {level: dataclasses.replace(default_sampling(level), hop_fraction=0.5) for level in (0, 1, 2)}
     rows = []
     t0 = time.perf_counter()
     for i, (artist, genre) in enumerate(sorted(genre_of.items())):
-        zs = pipeline.ancestral_sample(Song(artist, genre, "", total_length), samples, length, seed + i)
+        song = Song(artist, genre, "", total_length)
+        zs = pipeline.ancestral_sample(song, samples, length, seed + i, settings=settings)
         with torch.no_grad():
             audio = pipeline.vqvae.decode(zs[0], 0)[:, :length].numpy()
         fx = np.stack([logmel_features(a, sr) for a in audio])

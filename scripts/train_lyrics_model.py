@@ -134,11 +134,20 @@ def run(cmd: list[str], timings: dict[str, float], name: str) -> None:
     run_parallel([(name, cmd)], timings)
 
 
+def finished(run_dir: Path, steps: int) -> bool:
+    """Whether a training run folder's latest checkpoint is at (or past) `steps`."""
+    latest = run_dir / "latest.json"
+    return latest.is_file() and int(json.loads(latest.read_text()).get("step", -1)) >= steps
+
+
 def run_parallel(
-    steps: list[tuple[str, list[str]]], timings: dict[str, float], done: dict[str, Path] | None = None
+    steps: list[tuple[str, list[str]]],
+    timings: dict[str, float],
+    done: dict[str, tuple[Path, int]] | None = None,
 ) -> None:
     """Run steps side by side (one CPU thread each when there are several); wait for all; any failure stops.
-    `done`: step name -> marker file touched as soon as that step has succeeded (a rerun then skips it)."""
+    `done`: step name -> (training run folder, its steps): a run that reached its last step is marked DONE (a
+    rerun of the recipe then skips it); one stopped early (SIGTERM, Ctrl-C) is a failure, continued by a rerun."""
     env = dict(os.environ, OMP_NUM_THREADS="1") if len(steps) > 1 else None
     t0 = time.perf_counter()
     procs = []
@@ -153,7 +162,11 @@ def run_parallel(
         if code != 0:
             failed.append(f"{name!r} (exit {code})")
         elif done and name in done:
-            done[name].touch()
+            run_dir, n_steps = done[name]
+            if finished(run_dir, n_steps):
+                (run_dir / "DONE").touch()
+            else:  # stopped by SIGTERM / Ctrl-C: its checkpoint is there, a rerun continues it
+                failed.append(f"{name!r} (stopped before step {n_steps})")
     if failed:
         raise SystemExit(f"train_lyrics_model: error: step {', '.join(failed)} failed")
 
@@ -255,11 +268,12 @@ def train_prior(
         return None
     kind = "prior" if level == 2 else "upsampler"
     steps, batch = s[f"{kind}_steps"], s[f"{kind}_batch_size"]
-    resume = ["--resume"] if (out / "checkpoints").is_dir() else []
+    # a stopped run continues from its checkpoint (its saved config, so no --preset)
+    resume = ["--resume"] if (out / "checkpoints").is_dir() else ["--preset", str(s["prior_preset"])]
     device = ["--device", args.device] if args.device else []
     cmd = openjukebox(
         "prior", "train", "--data", str(work / "corpus"), "--vqvae", str(vqvae_dir), "--out", str(out),
-        "--preset", str(s["prior_preset"]), "--level", str(level), "--steps", str(steps), "--batch-size", str(batch),
+        "--level", str(level), "--steps", str(steps), "--batch-size", str(batch),
         "--lr", str(s["prior_lr"]), "--warmup-steps", str(s["prior_warmup_steps"]), "--decay", str(s["decay"]),
         "--decay-start", str(s["prior_warmup_steps"]), "--save-every", str(s["save_every"]),
         "--val-every", "0", "--val-fraction", "0", "--seed", str(args.seed), "--precision", args.precision,
@@ -329,8 +343,11 @@ def main(argv: list[str] | None = None) -> int:
     levels = (2, 1, 0) if int(s["upsampler_steps"]) > 0 else (2,)
     steps = [step for level in levels if (step := train_prior(s, args, work, level, vqvae_dir)) is not None]
     if steps:
-        markers = {f"prior level {level}": work / "runs" / f"prior_level_{level}" / "DONE" for level in levels}
-        run_parallel(steps, timings, markers)
+        kinds = {level: "prior" if level == 2 else "upsampler" for level in levels}
+        runs = {
+            f"prior level {lv}": (work / "runs" / f"prior_level_{lv}", int(s[f"{k}_steps"])) for lv, k in kinds.items()
+        }
+        run_parallel(steps, timings, runs)
     save_recipe(work, s, timings)
 
     model = work / "model"

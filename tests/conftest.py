@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -22,6 +26,26 @@ def write_tones(folder: Path, freqs=(220.0, 330.0, 440.0, 550.0), seconds: float
         x = x + 0.01 * rng.standard_normal(len(t))
         sf.write(folder / f"tone{i}.wav", np.stack([x, 0.8 * x], axis=1).astype(np.float32), sr)
     return folder
+
+
+@pytest.fixture(scope="session")
+def import_script() -> Iterator[Callable[[Path, str], ModuleType]]:
+    """`import_script(path, name)` imports a file that is not part of a package (bench/, scripts/) as module
+    `name`, registered in sys.modules (dataclasses look their module up) until the session ends."""
+    names: list[str] = []
+
+    def load(path: Path, name: str) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(name, path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        names.append(name)
+        return module
+
+    yield load
+    for name in names:
+        sys.modules.pop(name, None)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -3,10 +3,8 @@ of predicted and true words, per-song and overall onset errors, the table and th
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,14 +15,8 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "align.py"
 
 
 @pytest.fixture(scope="module")
-def bench():
-    spec = importlib.util.spec_from_file_location("bench_align", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_align"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench_align", None)
+def bench(import_script):
+    return import_script(BENCH, "bench_align")
 
 
 def test_linear_onsets_spread_characters_evenly(bench):

@@ -60,7 +60,7 @@ def test_index_encode_train(tmp_path, songs, tiny_vqvae_dir, capsys):
 
     # a second session continues the run: same folder, more steps, the same held-out songs
     assert _train(data, tiny_vqvae_dir, out, "--resume", "--steps", "5", "--val-fraction", "0.5") == 1
-    assert "cannot resume: the run held out --val-fraction 0.1 of the songs, not 0.5" in _one_line_error(capsys)
+    assert "cannot resume: the run started with --val-fraction 0.1, not 0.5" in _one_line_error(capsys)
     assert _train(data, tiny_vqvae_dir, out, "--resume", "--steps", "5") == 0
     assert json.loads((out / "latest.json").read_text())["step"] == 5
 

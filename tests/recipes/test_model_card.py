@@ -3,8 +3,6 @@ the Markdown it renders from measured numbers, and how it fills the card between
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +12,8 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_card.py"
 
 
 @pytest.fixture(scope="module")
-def card():
-    spec = importlib.util.spec_from_file_location("model_card", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["model_card"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("model_card", None)
+def card(import_script):
+    return import_script(SCRIPT, "model_card")
 
 
 def test_mel_filters_cover_the_spectrum_in_order(card):
