@@ -45,6 +45,7 @@ from openjukebox.prior.train import PriorTask, lyrics_vocab, timing_range
 from openjukebox.vqvae.evaluate import evaluate
 
 BEGIN, END = "<!-- measured:begin -->", "<!-- measured:end -->"
+PRIOR_EVAL_SEED = 7  # the held-out windows of `conditioning_use`
 N_MELS = 64
 
 
@@ -135,8 +136,31 @@ def prior_bits(model_dir: Path, vqvae_dir: Path, test: Path, batches: int) -> di
             crops = CodeCrops(index, cache, level, c.n_ctx, ids, **kw)
             task = PriorTask(prior, crops, 8, 0, val=crops, val_batches=batches)
             out[level] = {k: round(v, 4) for k, v in task.validate().items()}
+            if level == 2 and c.labels is not None:
+                out[level]["conditioning"] = conditioning_use(prior, crops, batches, max_genres)
             log(f"prior level {level}: {out[level]}")
     return out
+
+
+@torch.no_grad()
+def conditioning_use(prior, crops: CodeCrops, batches: int, max_genres: int) -> dict[str, float]:
+    """How much the top prior relies on its labels: its music loss (bits per token) on the same held-out windows
+    with their own labels, with the artist and genre of another window of the batch, and with another window's
+    lyrics (the batch rolled by one). A prior that ignores a label loses nothing when it is wrong."""
+    n_tokens = prior.config.n_tokens
+    names = ("own", "other_artist_genre", "other_lyrics")
+    sums = dict.fromkeys(names, 0.0)
+    for i in range(batches):
+        b = crops.batch(PRIOR_EVAL_SEED, i, 8)
+        y = b["y"]
+        for name in names:
+            yy = y.clone()
+            if name == "other_artist_genre":  # y = [total, offset, length, artist, genres..., lyrics...]
+                yy[:, 3 : 4 + max_genres] = torch.roll(y[:, 3 : 4 + max_genres], 1, 0)
+            elif name == "other_lyrics" and n_tokens:
+                yy[:, -n_tokens:] = torch.roll(y[:, -n_tokens:], 1, 0)
+            sums[name] += float(prior(b["codes"], b.get("upper"), yy).music_loss)
+    return {name: round(total / batches, 4) for name, total in sums.items()}
 
 
 # ------------------------------------------------------------------------------------------------ faithfulness
@@ -307,6 +331,22 @@ def markdown(m: dict) -> str:
     for level, b in sorted(m["priors"].items(), reverse=True):
         lyric = f"{b['lyric_loss']:.3f}" if "lyric_loss" in b else "-"
         lines.append(f"| {level} | {b['loss']:.3f} | {b['music_loss']:.3f} | {lyric} |")
+    cond = next((b["conditioning"] for b in m["priors"].values() if "conditioning" in b), None)
+    if cond:
+        own = cond["own"]
+        lines += [
+            "",
+            "How much the top prior uses its conditioning: music bits per token on the same held-out windows with",
+            "their own labels, and with those of another window",
+            "",
+            "| labels | music bits/token | vs own |",
+            "|---|---:|---:|",
+            f"| own | {own:.3f} | |",
+            f"| another window's artist and genre | {cond['other_artist_genre']:.3f} | "
+            f"{100 * (cond['other_artist_genre'] / own - 1):+.1f}% |",
+            f"| another window's lyrics | {cond['other_lyrics']:.3f} | "
+            f"{100 * (cond['other_lyrics'] / own - 1):+.1f}% |",
+        ]
     a = m.get("alignment")
     if a:
         lines += ["", f"**Lyrics alignment** (forced, {a['songs']} held-out songs, {a['words']} words)", ""]

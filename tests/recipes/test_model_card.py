@@ -54,7 +54,15 @@ def measured() -> dict:
         "corpus": {"synth": {"songs": 3, "hours": 0.1, "artists": 2, "genres": ["folk", "rock"]}},
         "training": {"vqvae": {"steps": 10, "hours": 0.01, "final_loss": 1.5, "loss_tag": "train/loss"}},
         "vqvae": {"seconds": 12.0, "crops": 2, "l_bins": 256, "levels": [{"level": 0, **level}]},
-        "priors": {2: {"loss": 3.0, "music_loss": 3.5, "lyric_loss": 2.0}, 1: {"loss": 4.0, "music_loss": 4.0}},
+        "priors": {
+            2: {
+                "loss": 3.0,
+                "music_loss": 3.5,
+                "lyric_loss": 2.0,
+                "conditioning": {"own": 4.0, "other_artist_genre": 4.2, "other_lyrics": 4.02},
+            },
+            1: {"loss": 4.0, "music_loss": 4.0},
+        },
         "alignment": {
             "songs": 2,
             "words": 20,
@@ -86,6 +94,8 @@ def test_markdown_shows_every_measured_number(card):
         "| 0 | 8 | -5.50 | 200/256 | 7.10 |",
         "| 2 | 3.000 | 3.500 | 2.000 |",
         "| 1 | 4.000 | 4.000 | - |",
+        "| another window's artist and genre | 4.200 | +5.0% |",
+        "| another window's lyrics | 4.020 | +0.5% |",
         "| aligner | 0.21 | 0.40 | 60% |",
         "| genre recognised | 75% | 50% | 100% |",
         "folk 100%, rock 50%",
