@@ -1,6 +1,8 @@
-"""Train a lyric top prior on the synthetic corpus, from nothing to a model folder `openjukebox align` can use.
+"""Train a lyric model on the synthetic corpus, from nothing to a model folder `openjukebox align` (and, with
+upsamplers, `openjukebox sample`) can use.
 
     python scripts/train_lyrics_model.py --work runs/lyrics --quick           # plumbing check: minutes on 2 CPUs
+    python scripts/train_lyrics_model.py --work runs/demo --preset demo       # the demo model (scripts/train_demo.sh)
     python scripts/train_lyrics_model.py --work runs/lyrics --device cuda     # the real recipe (default preset)
     python scripts/train_lyrics_model.py --work runs/lyrics --vqvae runs/vqvae   # reuse a trained VQ-VAE
 
@@ -8,34 +10,40 @@ Steps (each is skipped when its output is already there, so a stopped run contin
 training steps themselves resume from their latest checkpoint with `--resume`):
 
 1. `openjukebox data synth`: --songs + --dev-songs + --test-songs songs with one seed into WORK/synth; the songs
-   are split by index: the first --songs are the training corpus (WORK/corpus), the next --dev-songs are held out
+   are split by index: the first --songs are the training corpus (WORK/corpus/synth), the next --dev-songs are held out
    for choosing the alignment head (WORK/dev), the last --test-songs are held out for `bench/align.py eval`
    (WORK/test). Held-out songs are never indexed, encoded or trained on. (The synth plan cycles through all 24
    artists every 24 songs, so with --songs >= 24 every held-out artist is known to the prior; with fewer, an
    unknown artist is labelled with id 0 by the bench.)
+   With --music (the demo preset), the Wesnoth soundtrack (`make music-deps`) is linked into WORK/corpus/wesnoth.
 2. `openjukebox data index WORK/corpus`.
 3. `openjukebox vqvae train` (WORK/runs/vqvae), unless --vqvae gives one to reuse.
 4. `openjukebox data encode WORK/corpus --vqvae ...`.
 5. `openjukebox prior train --level 2` (WORK/runs/prior_level_2): the lyric top prior. It trains on the corpus's
-   sidecar word timings (lyric windows from the sung words, `data.lyrics.lyric_window_from_words`).
-6. The model folder WORK/model: vqvae/ and prior_level_2/ (config, weights, artist/genre vocabularies) copied
-   from the run folders (without their checkpoints and logs).
+   sidecar word timings (lyric windows from the sung words, `data.lyrics.lyric_window_from_words`, moved by up
+   to --lyric-jitter characters). With --upsampler-steps > 0 the two upsamplers (levels 1 and 0) train at the
+   same time, one CPU thread per process. A run is marked DONE only when it reached its last step; one stopped by
+   SIGTERM or Ctrl-C continues from its checkpoint when the recipe is run again.
+6. The model folder WORK/model: vqvae/ and prior_level_N/ (config, weights, artist/genre vocabularies) copied
+   from the run folders (without their checkpoints and logs). WORK/recipe.json records settings and timings.
 7. `bench/align.py choose-head --model WORK/model --songs WORK/dev`: the lyric layer/head whose attention is most
    monotonic on the dev songs (`align.choose_alignment_head`) is stored in prior_level_2/config.json
    (`with_alignment` + `checkpoints.prior.save_prior`, keeping the vocabularies).
 8. `bench/align.py eval --model WORK/model --songs WORK/test --json WORK/align.json`: word-onset error vs the
    linear baseline (skip with --no-eval).
 
-Upsamplers (levels 1 and 0) are not trained: alignment reads only the VQ-VAE and the top prior
-(`openjukebox align --model WORK/model`). For `openjukebox sample` add them with
-`openjukebox prior train --data WORK/corpus --vqvae WORK/model/vqvae --preset small --level 1` (and 0) and copy
-the run folders to WORK/model/prior_level_1 and prior_level_0.
+The quick and default presets train no upsamplers: alignment reads only the VQ-VAE and the top prior
+(`openjukebox align --model WORK/model`). For `openjukebox sample`, add --upsampler-steps N.
 
 Presets (any option overrides them):
 
 - `--quick`: 12 / 1 / 2 songs (train / dev / test); VQ-VAE `tiny`, 150 steps x 2 crops; prior `tiny` (n_ctx 64 =
   0.19 s, 16 lyric tokens), 150 steps x 4 windows. Measured: 2 minutes with OMP_NUM_THREADS=1 on a 2-core
   AMD EPYC VM (synth 12 s, VQ-VAE 73 s, encode 14 s, prior 5 s, head 6 s, eval 5 s; BENCHMARKS.md).
+- `--preset demo`: 136 / 8 / 16 songs plus the 41 Wesnoth tracks; VQ-VAE `demo` 2400 steps x 4 crops; top prior
+  `demo` (n_ctx 512 = 1.5 s, 128 lyric tokens, --lyric-jitter 24) 12 000 steps x 8 windows and upsamplers `demo`
+  5000 steps, lr 5e-4 with cosine decay. Measured: about 1.5 h on 2 CPU cores (MODEL_CARD.md); the alignment it
+  learns in that time is not yet better than the baseline (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
