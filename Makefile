@@ -4,6 +4,7 @@ TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BASE_STAMP := $(VENV)/.installed-base
 
 .PHONY: install test test-slow lint format bench clean synth-deps browser-deps music-deps demo
 
@@ -14,6 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e ".[dev,parity]"
 	touch $(STAMP)
+
+# What `make demo` needs: torch and openjukebox alone, without the test and parity extras.
+$(BASE_STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e .
+	touch $(BASE_STAMP)
 
 install: $(STAMP)
 
@@ -32,7 +41,7 @@ DEMO_LYRICS ?= examples/demo_lyrics.txt
 DEMO_SECONDS ?= 12
 DEMO_SEED ?= 0
 DEMO_OUT ?= out/demo
-demo: $(STAMP)
+demo: $(BASE_STAMP)
 	$(BIN)/openjukebox demo --artist "$(DEMO_ARTIST)" --genre "$(DEMO_GENRE)" --lyrics-file "$(DEMO_LYRICS)" \
 		--seconds $(DEMO_SECONDS) --seed $(DEMO_SEED) --out "$(DEMO_OUT)"
 
