@@ -81,6 +81,8 @@ def measured() -> dict:
             "chance_artist": 0.5,
             "classifier_heldout_genre_accuracy": 1.0,
             "classifier_heldout_artist_accuracy": 0.5,
+            "classifier_reconstructed_genre_accuracy": 0.9,
+            "classifier_reconstructed_artist_accuracy": 0.25,
             "genre_accuracy_by_genre": {"folk": 1.0, "rock": 0.5},
         },
     }
@@ -97,7 +99,8 @@ def test_markdown_shows_every_measured_number(card):
         "| another window's artist and genre | 4.200 | +5.0% |",
         "| another window's lyrics | 4.020 | +0.5% |",
         "| aligner | 0.21 | 0.40 | 60% |",
-        "| genre recognised | 75% | 50% | 100% |",
+        "| genre recognised | 75% | 50% | 100% | 90% |",
+        "| artist recognised | 50% | 50% | 50% | 25% |",
         "folk 100%, rock 50%",
     ]
     for needle in needles:
