@@ -8,21 +8,19 @@ BASE_STAMP := $(VENV)/.installed-base
 
 .PHONY: install test test-slow lint format bench clean synth-deps browser-deps music-deps demo
 
-$(STAMP): pyproject.toml
+# What `make demo` needs: torch and openjukebox alone.
+$(BASE_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# torch first, pinned: an unpinned torch would pull a multi-GB CUDA build.
 	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev,parity]"
-	touch $(STAMP)
-
-# What `make demo` needs: torch and openjukebox alone, without the test and parity extras.
-$(BASE_STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
 	$(BIN)/pip install -q -e .
 	touch $(BASE_STAMP)
+
+# Everything else: the test and parity extras on top.
+$(STAMP): $(BASE_STAMP)
+	$(BIN)/pip install -q -e ".[dev,parity]"
+	touch $(STAMP)
 
 install: $(STAMP)
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import os
 import platform
 import sys
@@ -79,13 +80,9 @@ def model_summary(model_dir: Path) -> dict[str, dict[str, int]]:
     out = {}
     for folder in sorted(p for p in model_dir.iterdir() if (p / "model.safetensors").is_file()):
         with safe_open(str(folder / "model.safetensors"), "pt") as f:
-            params = sum(_numel(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (not a dict)
+            params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118 (not a dict)
         out[folder.name] = {"parameters": params, "bytes": (folder / "model.safetensors").stat().st_size}
     return out
-
-
-def _numel(shape: list[int]) -> int:
-    return int(np.prod(shape)) if shape else 1
 
 
 def training_summary(run: Path) -> dict:

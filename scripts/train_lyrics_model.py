@@ -139,7 +139,7 @@ def log(message: str) -> None:
 
 def run(cmd: list[str], timings: dict[str, float], name: str) -> None:
     """Run one step as a subprocess (its output goes straight to ours); a failure stops the recipe."""
-    run_parallel([(name, cmd)], timings)
+    run_parallel([(name, cmd, None)], timings)
 
 
 def finished(run_dir: Path, steps: int) -> bool:
@@ -148,29 +148,29 @@ def finished(run_dir: Path, steps: int) -> bool:
     return latest.is_file() and int(json.loads(latest.read_text()).get("step", -1)) >= steps
 
 
-def run_parallel(
-    steps: list[tuple[str, list[str]]],
-    timings: dict[str, float],
-    done: dict[str, tuple[Path, int]] | None = None,
-) -> None:
+# A step: (name, command, (training run folder, its steps) or None for a step that is not a training run).
+Step = tuple[str, list[str], tuple[Path, int] | None]
+
+
+def run_parallel(steps: list[Step], timings: dict[str, float]) -> None:
     """Run steps side by side (one CPU thread each when there are several); wait for all; any failure stops.
-    `done`: step name -> (training run folder, its steps): a run that reached its last step is marked DONE (a
-    rerun of the recipe then skips it); one stopped early (SIGTERM, Ctrl-C) is a failure, continued by a rerun."""
+    A training run that reached its last step is marked DONE (a rerun of the recipe then skips it); one stopped
+    early (SIGTERM, Ctrl-C) is a failure, continued from its checkpoint by a rerun."""
     env = dict(os.environ, OMP_NUM_THREADS="1") if len(steps) > 1 else None
     t0 = time.perf_counter()
     procs = []
-    for name, cmd in steps:
+    for name, cmd, training in steps:
         log(f"{name}: {' '.join(cmd)}")
-        procs.append((name, subprocess.Popen(cmd, cwd=REPO, env=env)))
+        procs.append((name, training, subprocess.Popen(cmd, cwd=REPO, env=env)))
     failed = []
-    for name, proc in procs:
+    for name, training, proc in procs:
         code = proc.wait()
         timings[name] = time.perf_counter() - t0
         log(f"{name}: {'done' if code == 0 else f'failed (exit {code})'} after {timings[name]:.0f} s")
         if code != 0:
             failed.append(f"{name!r} (exit {code})")
-        elif done and name in done:
-            run_dir, n_steps = done[name]
+        elif training is not None:
+            run_dir, n_steps = training
             if finished(run_dir, n_steps):
                 (run_dir / "DONE").touch()
             else:  # stopped by SIGTERM / Ctrl-C: its checkpoint is there, a rerun continues it
@@ -181,7 +181,7 @@ def run_parallel(
 
 def save_recipe(work: Path, settings: dict[str, object], timings: dict[str, float]) -> None:
     """WORK/recipe.json: the settings and how long each step took (merged with earlier runs of the recipe, whose
-    finished steps are skipped); the model card reads it."""
+    finished steps are skipped), for the record; the model card takes training times from the TensorBoard logs."""
     path = work / "recipe.json"
     old = json.loads(path.read_text()).get("timings_s", {}) if path.is_file() else {}
     record = {
@@ -266,9 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def train_prior(
-    s: dict[str, object], args: argparse.Namespace, work: Path, level: int, vqvae_dir: Path
-) -> tuple[str, list[str]] | None:
+def train_prior(s: dict[str, object], args: argparse.Namespace, work: Path, level: int, vqvae_dir: Path) -> Step | None:
     """The `prior train` step of one level, or None when it is already trained (marked DONE)."""
     out = work / "runs" / f"prior_level_{level}"
     if (out / "model.safetensors").is_file() and (out / "DONE").is_file():
@@ -289,7 +287,7 @@ def train_prior(
     )  # fmt: skip
     if level == 2:
         cmd += ["--lyric-jitter", str(s["lyric_jitter"])]
-    return f"prior level {level}", cmd
+    return f"prior level {level}", cmd, (out, int(steps))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -351,11 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     levels = (2, 1, 0) if int(s["upsampler_steps"]) > 0 else (2,)
     steps = [step for level in levels if (step := train_prior(s, args, work, level, vqvae_dir)) is not None]
     if steps:
-        kinds = {level: "prior" if level == 2 else "upsampler" for level in levels}
-        runs = {
-            f"prior level {lv}": (work / "runs" / f"prior_level_{lv}", int(s[f"{k}_steps"])) for lv, k in kinds.items()
-        }
-        run_parallel(steps, timings, runs)
+        run_parallel(steps, timings)
     save_recipe(work, s, timings)
 
     model = work / "model"
