@@ -12,10 +12,11 @@ from dataclasses import replace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from openjukebox.errors import OpenJukeboxError
-from openjukebox.prior import Prior, PriorConfig, prior_preset
-from openjukebox.prior.sampling import draw, filter_logits, prepare_window, sample_prior
+from openjukebox.prior import Prior, PriorConfig, prior_preset, sampling
+from openjukebox.prior.sampling import TokenDraws, draw, filter_logits, prepare_window, sample_prior
 
 KINDS = ("5b", "5b_lyrics", "1b_lyrics", "upsampler_level_1", "upsampler_level_0")
 
@@ -137,6 +138,58 @@ def test_draw_matches_categorical_from_the_same_seed():
     g = torch.Generator().manual_seed(5)
     got = torch.stack([draw(logits, g) for _ in range(4)])
     assert torch.equal(got, want)
+
+
+def _multinomial_window(logits: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tokens (steps, B) drawn one step at a time as Categorical draws them, and the generator's state after."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = [torch.multinomial(F.softmax(x - x.logsumexp(-1, True), -1), 1, True, generator=g)[:, 0] for x in logits]
+    return torch.stack(tokens), g.get_state()
+
+
+@pytest.mark.parametrize("block", [1, 1000, 6000, 1 << 16])
+def test_window_draws_are_multinomials_tokens_and_generator_state(block, monkeypatch):
+    # 40 steps of 3 rows over 700 bins; noise made in blocks of `block` numbers (1: one step at a time), and the
+    # last block cut at the window's end, so the generator is left exactly where step-by-step draws leave it.
+    logits = torch.randn(40, 3, 700, generator=torch.Generator().manual_seed(3)) * 3
+    logits[5, 1, :650] = float("-inf")  # a filtered row (top-k): only the finite entries can be drawn
+    want, want_state = _multinomial_window(logits, seed=9)
+    assert sampling._exponential_race_is_exact()  # else TokenDraws calls multinomial and this tests nothing new
+    monkeypatch.setattr(TokenDraws, "BLOCK_NUMBERS", block)
+    g = torch.Generator().manual_seed(9)
+    draws = TokenDraws(g, steps=len(logits))
+    got = torch.stack([draws(x) for x in logits])
+    assert torch.equal(got, want) and torch.equal(g.get_state(), want_state)
+    assert bool((got[5, 1] >= 650).all())
+
+
+def test_window_draws_fall_back_to_multinomial(monkeypatch):
+    logits = torch.randn(6, 2, 300, generator=torch.Generator().manual_seed(4))
+    want, _ = _multinomial_window(logits, seed=2)
+    monkeypatch.setattr(sampling, "_RACE_EXACT", False)  # as on a torch build whose kernels differ
+    draws = TokenDraws(torch.Generator().manual_seed(2), steps=6)
+    assert torch.equal(torch.stack([draws(x) for x in logits]), want)
+
+
+def test_log_normaliser_is_logsumexp_bit_for_bit():
+    g = torch.Generator().manual_seed(1)
+    for scale in (1e-3, 1.0, 30.0, 1e4):
+        logits = torch.randn(4, 2127, generator=g) * scale
+        logits[0, 100:] = float("-inf")
+        assert torch.equal(sampling._log_normaliser(logits), logits.logsumexp(-1, keepdim=True))
+
+
+@pytest.mark.parametrize("bad", ["nan", "all -inf", "+inf"])
+def test_non_finite_logits_are_refused(bad):
+    logits = torch.randn(2, 50)
+    if bad == "nan":
+        logits[1, 3] = float("nan")
+    elif bad == "all -inf":
+        logits[0] = float("-inf")
+    else:
+        logits[1, 7] = float("inf")
+    with pytest.raises(OpenJukeboxError, match="NaN or infinite"):
+        TokenDraws(None, steps=1)(logits)
 
 
 @pytest.mark.parametrize("kind", ["5b_lyrics", "1b_lyrics", "upsampler_level_0"])

@@ -20,7 +20,7 @@ from openjukebox.transformer.attention import (
     FactoredAttention,
     prime_keys_len,
 )
-from openjukebox.transformer.block import Transformer
+from openjukebox.transformer.block import ResAttnBlock, Transformer, layer_token_step
 from openjukebox.transformer.config import TransformerConfig
 
 WIDTH, HEADS, N_CTX, BLOCKS, ENCODER_DIMS, PRIME_LEN = 32, 2, 48, 6, 10, 13  # block_ctx 8, prime keys 18
@@ -206,3 +206,24 @@ def test_half_precision_stack_decodes_token_by_token():
         got = _decode(model, x, model.new_cache(2), [1] * N_CTX).float()
     assert got.dtype == want.dtype and want.abs().max() > 0.1
     torch.testing.assert_close(got, want, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_token_step_equals_the_generic_one_bit_for_bit(kind):
+    # `layer_token_step` (addmm into the attention's buffer, prepared views, in-place temporaries) against
+    # `ResAttnBlock.token_step` (F.linear, F.layer_norm, `token_attend`): the same arithmetic, so equal bits, over
+    # a prefill and then single tokens across every row, in the decoding weight layout.
+    layer = ResAttnBlock(CONFIG, kind)
+    _randomise_(layer, 7)
+    layer.attn.in_proj.weight.data = layer.attn.in_proj.weight.data.t().contiguous().t()  # as use_decode_layout_
+    x = torch.randn(3, N_CTX, WIDTH, generator=torch.Generator().manual_seed(8))
+    enc = torch.randn(3, ENCODER_DIMS, WIDTH) if kind == ENC_DEC else None
+    with torch.inference_mode():
+        fast_cache, slow_cache = (layer.attn.new_cache(3, enc) for _ in range(2))
+        for cache in (fast_cache, slow_cache):
+            layer.forward_cached(x[:, :5], cache)  # a prefill chunk first, as sampling does
+        step = layer_token_step(layer, fast_cache)
+        for t in range(5, N_CTX):
+            assert torch.equal(step(x[:, t]), layer.token_step(x[:, t], slow_cache)), f"position {t}"
+        assert fast_cache.length == slow_cache.length == N_CTX
+        assert torch.equal(fast_cache.key, slow_cache.key) and torch.equal(fast_cache.value, slow_cache.value)

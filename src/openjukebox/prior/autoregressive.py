@@ -153,7 +153,8 @@ class AutoregressivePrior(nn.Module):
             logits (B, L', input_bins), or activations (B, L', width) when `only_encode`.
         """
         b, start = x.shape[0], cache.length
-        # Called once per sampled token: F.embedding on the table, not through the submodule.
+        if start > 0 and x.shape[1] == 1 and x.dtype == torch.long and start < self.n_ctx:
+            return self._token_step(x, cache, x_cond, start)
         h = F.embedding(x if x.dtype == torch.long else x.long(), self.x_emb.weight)  # (B, L, W)
         if start == 0:
             if self.y_cond:
@@ -179,6 +180,25 @@ class AutoregressivePrior(nn.Module):
         if self.only_encode:
             return h
         return self.x_out(h)
+
+    def _token_step(
+        self, x: torch.Tensor, cache: TransformerCache, x_cond: torch.Tensor | None, start: int
+    ) -> torch.Tensor:
+        """`forward_cached` of one token x (B, 1) at position start > 0: the sampling step, called once per token,
+        so the same ops with nothing around them (no checks, 3-D views or slices of the position tables)."""
+        b, w = x.shape[0], self.width
+        h = F.embedding(x.view(b), self.x_emb.weight) + self.pos_emb[start]  # (B, W)
+        cond = None
+        if x_cond is not None:
+            cond = x_cond.view(b, w) if x_cond.shape[1] == 1 else x_cond[:, start]
+            h = h + cond
+        for step in cache.steps or self.transformer.token_steps(cache):
+            h = step(h)
+        if not self.merged_decoder and cond is not None:
+            h = h + cond
+        if self.only_encode:
+            return h.view(b, 1, w)
+        return self.x_out(h).view(b, 1, -1)
 
 
 def convert_autoregressive_state_dict(

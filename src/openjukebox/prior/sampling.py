@@ -15,18 +15,21 @@ the temperature-scaled, top-k / nucleus-filtered logits. Conditioning is compute
 
 Speed: the cache is sized for the window's length (`new_cache(..., length)`), the loop runs under
 `torch.inference_mode`, each step is one `forward_cached` call whose single-token path works on 2-D activations
-with no per-layer branching beyond the slot arithmetic (see `FactoredAttention.token_step`), and the weights are
-put column-major once (`Transformer.use_decode_layout_`), which the CPU BLAS streams faster. Samples are batched
-(B rows per step). None of this changes a sampled token: the arithmetic is the same, op for op.
+through per-layer steps made once with the cache (`layer_token_step`, `TokenAttention`: weights, buffers and
+views prepared: 15-17 tensor ops per layer where a plain layer call makes 27), the weights are put in the original's
+(in, out) layout once (`Transformer.use_decode_layout_`), the sampled token is fed back as it is (no indexing into
+the output), and the random numbers of the draws are made several steps at a time (`TokenDraws`). Samples are
+batched (B rows per step). None of this changes a sampled token: the arithmetic is the same, op for op.
 
-Randomness: every draw is `torch.multinomial(probs, 1, replacement=True, generator=generator)`, which consumes the
-generator exactly as the original's `Categorical(logits).sample()` consumes the global one, so with the same seed
-on CPU both give the same tokens. With a generator the samples are a pure function of its seed; with None the
-global generator is used.
+Randomness: every draw is what `torch.multinomial(probs, 1, replacement=True, generator=generator)` draws (on the
+CPU an exact, faster form of it: see `draw`), which consumes the generator exactly as the original's
+`Categorical(logits).sample()` consumes the global one, so with the same seed on CPU both give the same tokens.
+With a generator the samples are a pure function of its seed; with None the global generator is used.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -69,9 +72,89 @@ def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 0.0) -> t
 
 
 def draw(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """One token per row of logits (B, bins) -> (B,), drawn as `Categorical(logits=logits).sample()` draws."""
-    logits = logits - logits.logsumexp(dim=-1, keepdim=True)  # what Categorical normalises to
-    return torch.multinomial(F.softmax(logits, dim=-1), 1, replacement=True, generator=generator)[:, 0]
+    """One token per row of logits (B, bins) -> (B,), drawn as `Categorical(logits=logits).sample()` draws.
+
+    Categorical normalises the logits (minus their logsumexp), takes their softmax and calls
+    `torch.multinomial(probs, 1, True)`, which for one draw per row is the exponential race: argmax(probs / q) with
+    q ~ Exp(1) drawn by `exponential_`, one element after another from the generator. On the CPU in fp32 the race
+    is run here with the same numbers, made faster (`TokenDraws`); elsewhere multinomial is called.
+    """
+    return TokenDraws(generator, steps=1)(logits)
+
+
+def _log_normaliser(logits: torch.Tensor) -> torch.Tensor:
+    """`logits.logsumexp(-1, keepdim=True)` (B, 1), bit for bit, in the ops of torch's own implementation less
+    the three that only matter for an infinite maximum (it zeroes such a maximum); callers reject non-finite
+    results, which an infinite maximum always gives."""
+    top = torch.amax(logits, dim=-1, keepdim=True)
+    return (logits - top).exp_().sum(dim=-1, keepdim=True).log_().add_(top)
+
+
+class TokenDraws:
+    """`draw` for the `steps` tokens of one window: the same tokens, the generator left in the same state.
+
+    On the CPU in fp32, q ~ Exp(1) is what `exponential_` makes in scalar code: fp32(-log1p(-u)) of the double
+    u = `uniform_` draws of the same generator state. Here u comes from `uniform_` for several steps at once
+    (block of <= 64k numbers, never past the window's last step, so the generator ends exactly where step-by-step
+    draws leave it), l = fp32(log1p(-u)) = -q exactly (rounding is symmetric), and argmax(probs / q) =
+    argmin(probs / l), first index on ties either way. `_exponential_race_is_exact` checks all this once per
+    process against `torch.multinomial`; any other case (GPU, other dtypes, a torch whose kernels differ) calls
+    multinomial. Non-finite logits (NaN, or a row without a finite entry) raise OpenJukeboxError, as multinomial
+    raises. Nothing else may draw from the generator while the window's tokens are drawn.
+    """
+
+    BLOCK_NUMBERS = 1 << 16
+
+    def __init__(self, generator: torch.Generator | None, steps: int):
+        self.generator, self.left = generator, steps
+        self.noise: list[torch.Tensor] = []  # blocks' rows, one (B, bins) tensor per step, next step last
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        if logits.device.type == "cpu" and logits.dtype == torch.float32 and _exponential_race_is_exact():
+            return self.race(logits)
+        self.left -= 1
+        probs = F.softmax(logits - logits.logsumexp(dim=-1, keepdim=True), dim=-1)
+        return torch.multinomial(probs, 1, replacement=True, generator=self.generator)[:, 0]
+
+    def race(self, logits: torch.Tensor) -> torch.Tensor:
+        """The CPU fp32 draw (B, bins) -> (B,), whether or not this torch build has been checked."""
+        self.left -= 1
+        lse = _log_normaliser(logits)
+        if not math.isfinite(lse.sum().item()) and not torch.isfinite(lse).all():  # the sum: one cheap op per step
+            raise OpenJukeboxError("the prior produced logits that are NaN or infinite: cannot draw a token")
+        probs = F.softmax(logits - lse, dim=-1)
+        if not self.noise or self.noise[-1].shape != probs.shape:
+            self._refill(probs.shape)
+        return torch.argmin(probs / self.noise.pop(), dim=-1)
+
+    def _refill(self, shape: torch.Size) -> None:
+        steps = max(1, min(self.left + 1, self.BLOCK_NUMBERS // math.prod(shape)))
+        u = torch.empty((steps, *shape), dtype=torch.float64).uniform_(generator=self.generator)
+        self.noise = list(u.neg_().log1p_().to(torch.float32).unbind(0))[::-1]
+
+
+_RACE_EXACT: bool | None = None
+
+
+def _exponential_race_is_exact() -> bool:
+    """Whether `TokenDraws.race` gives multinomial's tokens (after Categorical's normalisation) and leaves the
+    generator in multinomial's state on this torch build (checked once per process: 64 draws over 3000 bins, one
+    step at a time and in one block)."""
+    global _RACE_EXACT
+    if _RACE_EXACT is None:
+        logits = torch.randn(64, 1, 3000, generator=torch.Generator().manual_seed(0)) * 4
+        want_gen = torch.Generator().manual_seed(1)
+        probs = [F.softmax(x - x.logsumexp(-1, True), -1) for x in logits]
+        want = [torch.multinomial(p, 1, True, generator=want_gen)[:, 0] for p in probs]
+        exact = all(torch.equal(_log_normaliser(x), x.logsumexp(-1, True)) for x in logits)
+        for block in (1, TokenDraws.BLOCK_NUMBERS):
+            got_gen = torch.Generator().manual_seed(1)
+            draws = TokenDraws(got_gen, steps=len(logits))
+            draws.BLOCK_NUMBERS = block
+            exact = exact and all(torch.equal(draws.race(x), w) for x, w in zip(logits, want))
+            exact = exact and torch.equal(got_gen.get_state(), want_gen.get_state())
+        _RACE_EXACT = exact
+    return _RACE_EXACT
 
 
 def check_sampling_options(temperature: float, top_k: int, top_p: float, chunk_size: int) -> None:
@@ -124,8 +207,9 @@ def sample_autoregressive(
         for begin in range(0, n_known, chunk_size):  # prefill positions begin .. end - 1; their logits are unused
             end = min(begin + chunk_size, n_known)
             model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond)
+        last = out[:, n_known - 1 : n_known] if n_known else out[:, :0]  # the first step feeds the start slot
+        draws, drawn = TokenDraws(generator, length - n_known), []
         for position in range(n_known, length):
-            last = out[:, position - 1 : position] if position > 0 else out[:, :0]  # the first step feeds the start
             logits = model.forward_cached(last, cache, x_cond, y_cond)[:, -1]  # (B, bins)
             if logits.dtype != torch.float32:
                 logits = logits.float()
@@ -133,9 +217,12 @@ def sample_autoregressive(
                 logits = logits / temperature
             if top_k or top_p:
                 logits = filter_logits(logits, top_k, top_p)
-            out[:, position] = draw(logits, generator)
+            token = draws(logits)  # (B,)
+            drawn.append(token)
+            last = token.view(n_samples, 1)
             if progress is not None:
                 progress(position - n_known + 1, length - n_known)
+        out[:, n_known:] = torch.stack(drawn, dim=1)
     return out
 
 

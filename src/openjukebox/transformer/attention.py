@@ -43,6 +43,8 @@ into their slot with one op (`torch.mul(kv, kv_scale, out=slot)`, keys and value
 SDPA on views of the cached keys already split into heads: no padding, concatenation, mask or copy. The cached
 path calls `F.linear` on the layer's weights directly rather than through the submodules (no module-call
 overhead; forward hooks on `in_proj`/`proj` are not run while decoding). Weights are read once per step, in place.
+`TokenAttention` is the same step bound to one cache, with its buffers and views made once (the fp32 sampling
+path of `block.layer_token_step`).
 
 Fidelity: q and k are each scaled by d_head^-1/4 before the product (the original's training path) and the
 score scale passed to SDPA is 1; the original's sampling path scales the product by d_head^-1/2 instead, equal up
@@ -340,49 +342,50 @@ class FactoredAttention(nn.Module):
 
     def token_attend(self, qkv: torch.Tensor, cache: KVCache) -> torch.Tensor:
         """The attention of `token_step` between the two projections: qkv (B, 3 * n_state) (q only, (B, n_state),
-        for cross-attention) -> (B, n_state); stores the new key and value and advances cache.length."""
+        for cross-attention) -> (B, n_state); stores the new key and value and advances cache.length.
+
+        (`TokenAttention` is the same with its buffers and views prepared once per cache: the fp32 sampling path.)
+        """
         b, c, kind, start = qkv.shape[0], self.n_state, self.attn_func, cache.length
         if start >= cache.capacity or cache.key.shape[0] != b:
             self._check_cache(cache, b, start, 1)  # raises with the message
         cache.length = start + 1
         if kind == ENC_DEC:
             return self._attend(qkv.view(b, 1, c), cache.key, cache.value, k_scaled=True).view(b, c)
-        slot: int | None = start  # where this position's key goes (None: never seen again)
-        seen: tuple[int, int] | None  # slots [lo, hi) this query attends to (None: all-zero keys)
-        if kind == DENSE:
-            seen = (0, start + 1)
-        elif kind == BLOCK:
-            slot = start % self.block_ctx
-            seen = (0, slot + 1)
-        elif kind == TRANSPOSE_BLOCK:
-            bc = self.block_ctx
-            row, col = divmod(start, bc)
-            rows = cache.key.shape[1] // bc  # rows per column in the column-major layout
-            slot = col * rows + row
-            seen = (col * rows, slot + 1)
-        elif kind == PREV_BLOCK:
-            bc = self.block_ctx
-            first, done = divmod(start, bc)
-            slot = (first % 2) * bc + done
-            prev = ((first - 1) % 2) * bc
-            seen = (prev, prev + bc) if first > 0 else None
-        else:  # PRIME: only the key prefix is stored and seen
-            p = self.prime_keys
-            slot = start if start < p else None
-            seen = (0, min(start + 1, p))
+        slot, seen = self.token_slots(start, cache.key.shape[1])
         assert cache.kv is not None and cache.key_heads is not None and cache.value_heads is not None
         if slot is not None:  # key * qk_scale and value * 1 in one op, straight into the slot
             torch.mul(qkv[:, c:], cache.kv_scale, out=cache.kv[:, slot])
         if seen is None:  # row 0 of previous-row attention: all-zero keys and values give exactly zero
-            a = qkv.new_zeros(b, c)
-        else:
-            lo, hi = seen
-            q = (qkv[:, :c] * self.qk_scale).view(b, self.heads, 1, c // self.heads)  # (B, H, 1, dh)
-            a = F.scaled_dot_product_attention(
-                q, cache.key_heads[:, :, lo:hi], cache.value_heads[:, :, lo:hi], scale=1.0
-            )  # (B, H, 1, dh)
-            a = a.transpose(1, 2).reshape(b, c)
-        return a
+            return qkv.new_zeros(b, c)
+        lo, hi = seen
+        q = (qkv[:, :c] * self.qk_scale).view(b, self.heads, 1, c // self.heads)  # (B, H, 1, dh)
+        a = F.scaled_dot_product_attention(q, cache.key_heads[:, :, lo:hi], cache.value_heads[:, :, lo:hi], scale=1.0)
+        return a.reshape(b, c)  # (B, H, 1, dh) is (B, n_state) in head order: one position needs no transpose
+
+    def token_slots(self, start: int, slots: int) -> tuple[int | None, tuple[int, int] | None]:
+        """Where position `start`'s key goes in a self-attention cache of `slots` slots (None: never seen again)
+        and the slots [lo, hi) its query attends to (None: all-zero keys, row 0 of previous-row attention)."""
+        kind = self.attn_func
+        if kind == DENSE:
+            return start, (0, start + 1)
+        if kind == BLOCK:
+            slot = start % self.block_ctx
+            return slot, (0, slot + 1)
+        if kind == TRANSPOSE_BLOCK:
+            bc = self.block_ctx
+            row, col = divmod(start, bc)
+            rows = slots // bc  # rows per column in the column-major layout
+            slot = col * rows + row
+            return slot, (col * rows, slot + 1)
+        if kind == PREV_BLOCK:
+            bc = self.block_ctx
+            first, done = divmod(start, bc)
+            prev = ((first - 1) % 2) * bc
+            return (first % 2) * bc + done, ((prev, prev + bc) if first > 0 else None)
+        assert kind == PRIME, f"no single-token slots for attention kind {kind}"
+        p = self.prime_keys  # only the key prefix is stored and seen
+        return (start if start < p else None), (0, min(start + 1, p))
 
     def _dense_step(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int
@@ -480,6 +483,63 @@ class FactoredAttention(nn.Module):
     def _offset_causal(n_queries: int, n_keys: int, offset: int, device: torch.device) -> torch.Tensor:
         """(n_queries, n_keys) bool mask: query i may attend key j <= i + offset."""
         return torch.ones(n_queries, n_keys, dtype=torch.bool, device=device).tril(offset)
+
+
+class TokenAttention:
+    """One layer's attention for one decoding step, bound to one cache, with everything that does not change from
+    step to step made once: what `FactoredAttention.token_attend` does, in fewer tensor ops.
+
+    `qkv` (B, 3 * n_state) (q only, (B, n_state), for cross-attention) is a buffer for the layer's input projection
+    to write into (`torch.addmm(..., out=attend.qkv)`); calling the object reads it, writes the scaled key and the
+    value into their slot, advances cache.length and returns the attention (B, n_state), a new tensor. Its q and
+    k/v halves, the scaled query's buffer split into heads and, for the kinds whose cache is a few rows (row,
+    previous row, prime), the slot views and the key/value views a query attends to are made once and reused, so
+    a step is two multiplies and SDPA. Same arithmetic as `token_attend` (bit for bit: q times a vector holding
+    qk_scale in the tensor's dtype is q times the Python scalar).
+    """
+
+    def __init__(self, attn: FactoredAttention, cache: KVCache):
+        self.attn, self.cache = attn, cache
+        self.batch, c = cache.key.shape[0], attn.n_state
+        kind = attn.attn_func
+        self.cross = kind == ENC_DEC
+        self.qkv = cache.key.new_empty(self.batch, c if self.cross else 3 * c)
+        if self.cross:
+            return
+        assert cache.kv is not None and cache.kv_scale is not None
+        assert cache.key_heads is not None and cache.value_heads is not None
+        self.slots = cache.key.shape[1]
+        self.q, self.kv = self.qkv[:, :c], self.qkv[:, c:]
+        self.q_scale = cache.kv_scale[:c].to(self.qkv.dtype)  # qk_scale, as the Python scalar would be rounded
+        self.q_heads_buffer = self.qkv.new_empty(self.batch, c)
+        self.q_heads = self.q_heads_buffer.view(self.batch, attn.heads, 1, c // attn.heads)
+        self.few_slots = kind in (BLOCK, PREV_BLOCK, PRIME)  # views of every slot and window are worth keeping
+        self.slot_views = cache.kv.unbind(1) if self.few_slots else ()
+        self.seen_views: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self) -> torch.Tensor:
+        cache, attn, b = self.cache, self.attn, self.batch
+        start = cache.length
+        if start >= cache.capacity:
+            attn._check_cache(cache, b, start, 1)  # raises with the message
+        cache.length = start + 1
+        if self.cross:
+            return attn._attend(self.qkv.view(b, 1, -1), cache.key, cache.value, k_scaled=True).view(b, -1)
+        slot, seen = attn.token_slots(start, self.slots)
+        if slot is not None:  # key * qk_scale and value * 1 in one op, straight into the slot
+            torch.mul(self.kv, cache.kv_scale, out=self.slot_views[slot] if self.few_slots else cache.kv[:, slot])
+        if seen is None:  # row 0 of previous-row attention: all-zero keys and values give exactly zero
+            return self.qkv.new_zeros(b, attn.n_state)
+        torch.mul(self.q, self.q_scale, out=self.q_heads_buffer)
+        views = self.seen_views.get(seen)
+        if views is None:
+            lo, hi = seen
+            assert cache.key_heads is not None and cache.value_heads is not None
+            views = cache.key_heads[:, :, lo:hi], cache.value_heads[:, :, lo:hi]
+            if self.few_slots:
+                self.seen_views[seen] = views
+        a = F.scaled_dot_product_attention(self.q_heads, *views, scale=1.0)  # (B, H, 1, dh)
+        return a.reshape(b, attn.n_state)
 
 
 # Chunked (L > 1) step of each self-attention kind, looked up once per call.
