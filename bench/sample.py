@@ -38,12 +38,16 @@ Cases:
   on the CPU too (slow, no token check: the two sides round differently), to exercise that code path without a GPU.
   With --quick these cases use the small parity ("ci") shapes.
 
-Part b: the whole hierarchy of the tiny test model (`tests/sample/conftest.py` `build_tiny_model`) through our
-`Pipeline` with the cached window sampler and the default per-level settings: seconds of compute per second of
-audio, per level and in all (VQ-VAE decoding excluded; an untimed short song first as warm-up). Ours only: a
-faithful reference would need the original VQ-VAE built to the tiny preset's shapes, the three tiny priors
-converted into the original's classes (with our own label ids) and the original's window loop (`sample.py`)
-driven on the CPU; not done here.
+Part b: a whole hierarchy (the released 1b_lyrics top prior and both upsamplers with their heads and layer
+schedules, width 256 x depth 4, upsampler context 2048; `--quick`: the parity "ci" shapes), the original's three
+`SimplePrior`s with random weights and our `Pipeline` holding the same weights (our importer), an ancestral sample
+of `--hierarchy-seconds` of audio (default 2 s of a 20 s song) with the default per-level settings (temperature
+0.99, hops 1/8 at the top and 1/2 below). The reference is the original's window loop
+(`jukebox_infer.sample._sample`, through `tests/parity/reference_prior.py` `reference_hierarchy`) with each
+window's random numbers seeded as ours seeds them (ours seeds every window from the run seed, so that a run
+resumes bit for bit; the original goes on with one stream): the two must then give the same codes at every level
+(asserted). Timed: seconds per level and in all, codes only (the VQ-VAE is not run), after an untimed warm-up
+one upsampler window long (the shortest song the original can sample); repeats alternate, median.
 """
 
 from __future__ import annotations
@@ -51,13 +55,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import importlib.util
 import io
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,14 +82,6 @@ def _harness():
     import reference_prior
 
     return reference_prior
-
-
-def _tiny_model_builder() -> Callable:
-    """`build_tiny_model` from tests/sample/conftest.py (loaded by path: every test folder has a conftest)."""
-    spec = importlib.util.spec_from_file_location("_sample_conftest", REPO / "tests" / "sample" / "conftest.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_tiny_model
 
 
 @contextlib.contextmanager
@@ -402,55 +396,84 @@ def _line(res: dict) -> str:
 # --------------------------------------------------------------------------------------------- hierarchy
 
 
-def bench_hierarchy(args, device: torch.device) -> dict:
-    """Seconds of compute per second of audio for the tiny model's three levels (ours, cached sampler)."""
-    from openjukebox.checkpoints.hierarchy import resolve_model
-    from openjukebox.sample.cli import load_pipeline
+# The hierarchy of part b: the released kinds with their heads and schedules, cut narrower and shallower, and the
+# upsamplers' context cut to 2048 (the original cannot sample a song shorter than one upsampler window: 1.5 s here,
+# 5.9 s at the released 8192), so that a 2 s song spans several windows at levels 1 and 0.
+_UPSAMPLER = dict(prior_width=256, prior_depth=4, n_ctx=2048, cond_width=128, cond_depth=2)
+HIERARCHY_SHAPES = {
+    "1b_lyrics": dict(prior_width=256, prior_depth=4),  # the `tiny` case of part a
+    "upsampler_level_1": _UPSAMPLER,
+    "upsampler_level_0": _UPSAMPLER,
+}
+# The song's labels (as the original's label dict; our `Song` has the same fields): a 20 s song, of which the first
+# --hierarchy-seconds are sampled.
+HIERARCHY_SONG = dict(
+    artist="alan jackson", genre="country", lyrics="we sang about the sea " * 12, total_length=20 * 44100, offset=0
+)
+
+
+def hierarchy_ours(pipeline, batch: int, length: int) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+    """(codes per level, seconds per level) of our ancestral sample of `length` audio samples."""
     from openjukebox.sample.pipeline import Song
 
-    build_tiny_model = _tiny_model_builder()
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = build_tiny_model(Path(tmp) / "tiny_model")
-        pipeline = load_pipeline(resolve_model(folder), str(device), [0, 1, 2])
-    for prior in pipeline.priors.values():
-        prior.eval()
-    sr = pipeline.vqvae.config.sample_rate
-    top_hop = pipeline.vqvae.hop_lengths[-1]
-    length = max(top_hop, round(args.hierarchy_seconds * sr / top_hop) * top_hop)
-    seconds = length / sr
-    song = Song("alice", "rock", "la la la la " * 40)
-    pipeline.ancestral_sample(song, args.hierarchy_batch, 16 * top_hop, seed=SEED)  # warm-up, untimed
-    runs: list[dict[int, float]] = []
-    for _ in range(args.hierarchy_repeats):
-        marks: dict[int, float] = {}
-        t0 = time.perf_counter()
-
-        def on_level(level: int, zs: dict, marks: dict[int, float] = marks) -> None:
-            marks[level] = time.perf_counter()
-
-        pipeline.ancestral_sample(song, args.hierarchy_batch, length, seed=SEED, on_level=on_level)
-        per_level, last = {}, t0
-        for level in (2, 1, 0):
-            per_level[level] = marks[level] - last
-            last = marks[level]
-        runs.append(per_level)
-    med = {level: statistics.median(r[level] for r in runs) for level in (2, 1, 0)}
-    total = statistics.median(sum(r.values()) for r in runs)
-    res = {
-        "audio_seconds": seconds,
-        "batch": args.hierarchy_batch,
-        "repeats": args.hierarchy_repeats,
-        "tokens": {level: length // pipeline.vqvae.hop_lengths[level] for level in (2, 1, 0)},
-        "seconds": {level: med[level] for level in (2, 1, 0)},
-        "total_seconds": total,
-        "compute_per_audio_second": total / seconds,
-    }
-    per = ", ".join(f"level {lv} {med[lv]:.2f} s" for lv in (2, 1, 0))
-    print(
-        f"hierarchy (tiny model, batch {args.hierarchy_batch}, {seconds:.2f} s of audio): {per}; "
-        f"{res['compute_per_audio_second']:.2f} s of compute per second of audio",
-        flush=True,
+    song = Song(**HIERARCHY_SONG)
+    marks = {3: time.perf_counter()}
+    zs = pipeline.ancestral_sample(
+        song, batch, length, seed=SEED, on_level=lambda lv, _: marks.update({lv: time.perf_counter()})
     )
+    return zs, {level: marks[level] - marks[level + 1] for level in (2, 1, 0)}
+
+
+def bench_hierarchy(args, device: torch.device) -> dict:
+    """Seconds of compute per second of audio for three levels, ours against the original loop (CPU, fp32)."""
+    if device.type != "cpu":
+        raise SystemExit("the hierarchy case runs on the CPU only (the original's loop, fp32)")
+    rp = _harness()
+    size = "ci" if args.quick else "bench-hierarchy"
+    rp.SIZES.setdefault(size, HIERARCHY_SHAPES)
+    refs, pipeline = rp.build_hierarchy(size)
+    hops, top_hop = pipeline.vqvae.hop_lengths, pipeline.vqvae.hop_lengths[-1]
+    shortest = max(prior.config.n_ctx * hops[level] for level, prior in pipeline.priors.items() if level < 2)
+    shortest = -(-shortest // top_hop) * top_hop  # one window of each upsampler: the original needs that much
+    length = round(args.hierarchy_seconds * 44100 / top_hop) * top_hop
+    if length < shortest:
+        raise SystemExit(f"--hierarchy-seconds: the original needs at least {shortest / 44100:.2f} s here")
+    seconds = length / 44100
+    batch = args.hierarchy_batch
+    sides = {"ours": lambda n: hierarchy_ours(pipeline, batch, n)}
+    if "reference" in args.sides:
+        sides = {"reference": lambda n: rp.reference_hierarchy(refs, batch, n, HIERARCHY_SONG, SEED), **sides}
+    runs: dict[str, list[dict[int, float]]] = {name: [] for name in sides}
+    codes: dict[str, dict[int, torch.Tensor]] = {}
+    for run in sides.values():
+        run(shortest)  # warm-up, untimed
+    for _ in range(args.hierarchy_repeats):
+        for name, run in sides.items():
+            zs, per_level = run(length)
+            runs[name].append(per_level)
+            codes.setdefault(name, zs)
+    res: dict = {
+        "audio_seconds": seconds,
+        "batch": batch,
+        "repeats": args.hierarchy_repeats,
+        "shapes": "ci" if args.quick else HIERARCHY_SHAPES,
+        "tokens": {level: length // pipeline.vqvae.hop_lengths[level] for level in (2, 1, 0)},
+        "sides": {},
+    }
+    for name, side_runs in runs.items():
+        med = {level: statistics.median(r[level] for r in side_runs) for level in (2, 1, 0)}
+        total = statistics.median(sum(r.values()) for r in side_runs)
+        res["sides"][name] = {"seconds": med, "total_seconds": total, "compute_per_audio_second": total / seconds}
+    if "reference" in codes:
+        res["identical_codes"] = same = all(torch.equal(codes["ours"][lv], codes["reference"][lv]) for lv in (2, 1, 0))
+        assert same, "the hierarchy: ours and the original's loop sampled different codes"
+        ours, ref = res["sides"]["ours"], res["sides"]["reference"]
+        ours["ratio_vs_reference"] = ref["total_seconds"] / ours["total_seconds"]
+    for name, r in res["sides"].items():
+        per = ", ".join(f"level {lv} {r['seconds'][lv]:.2f} s" for lv in (2, 1, 0))
+        ratio = f" ({r['ratio_vs_reference']:.2f}x)" if "ratio_vs_reference" in r else ""
+        print(f"hierarchy {name} (batch {batch}, {seconds:.2f} s of audio): {per}; "
+              f"{r['compute_per_audio_second']:.2f} s of compute per second of audio{ratio}", flush=True)  # fmt: skip
     return res
 
 
@@ -498,13 +521,20 @@ def markdown(report: dict) -> str:
     if h:
         lines += [
             "",
-            "| whole hierarchy (tiny model, ours) | batch | audio | level 2 | level 1 | level 0 | total "
-            "| compute s / audio s |",
-            "|---|---|---|---|---|---|---|---|",
-            f"| tokens {h['tokens'][2]} / {h['tokens'][1]} / {h['tokens'][0]} | {h['batch']} "
-            f"| {h['audio_seconds']:.2f} s | {h['seconds'][2]:.2f} s | {h['seconds'][1]:.2f} s "
-            f"| {h['seconds'][0]:.2f} s | {h['total_seconds']:.2f} s | **{h['compute_per_audio_second']:.2f}** |",
+            "| whole hierarchy | batch | audio | tokens (levels 2 / 1 / 0) | side | level 2 | level 1 | level 0 "
+            "| total | compute s / audio s | ours / reference | same codes |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
+        same = {True: "yes", False: "no", None: "-"}[h.get("identical_codes")]
+        for name, r in h["sides"].items():
+            ratio = f"**{r['ratio_vs_reference']:.2f}x**" if "ratio_vs_reference" in r else "-"
+            sec = r["seconds"]
+            lines.append(
+                f"| {'ci shapes' if h['shapes'] == 'ci' else 'width 256 x depth 4'} | {h['batch']} "
+                f"| {h['audio_seconds']:.2f} s | {h['tokens'][2]} / {h['tokens'][1]} / {h['tokens'][0]} | {name} "
+                f"| {sec[2]:.2f} s | {sec[1]:.2f} s | {sec[0]:.2f} s | {r['total_seconds']:.2f} s "
+                f"| {r['compute_per_audio_second']:.2f} | {ratio} | {same} |"
+            )
     return "\n".join(lines)
 
 
@@ -536,7 +566,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--bandwidth-mib", type=int, default=None, help="bandwidth buffer (default 1024 CPU, 4096 CUDA)"
     )
-    parser.add_argument("--hierarchy-seconds", type=float, default=1.0, help="audio for part b (default 1 s)")
+    parser.add_argument("--hierarchy-seconds", type=float, default=2.0, help="audio for part b (default 2 s)")
     parser.add_argument("--hierarchy-batch", type=int, default=1)
     parser.add_argument("--hierarchy-repeats", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="tiny sizes, every code path in under a minute")
@@ -569,7 +599,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.tokens = {"default": 24}
         args.repeats = min(args.repeats, 2)
         args.warmup_tokens = min(args.warmup_tokens, 4)
-        args.hierarchy_seconds, args.hierarchy_repeats = min(args.hierarchy_seconds, 0.5), 1
+        args.hierarchy_seconds, args.hierarchy_repeats = min(args.hierarchy_seconds, 0.25), 1
     if min(args.tokens.values()) < 3 or args.repeats < 1 or min(args.batches) < 1:
         parser.error("need --tokens >= 3, --repeats >= 1 and batches >= 1")
     if args.threads is not None:

@@ -4,12 +4,17 @@
 `1b_lyrics`, `upsampler_level_1`, `upsampler_level_0`) with the original hyper-parameter set, shrunk by the
 overrides of `size`, fills every parameter with seeded random values, converts its state dict through our
 importer and loads it into our `Prior` built from the matching preset. `make_inputs` draws codes, upper-level
-codes and a valid label vector. Used by the parity tests and `bench/prior.py`.
+codes and a valid label vector. `build_hierarchy` and `reference_hierarchy` do the same for a whole hierarchy
+(top 1b_lyrics prior and both upsamplers) and the original's window loop. Used by the parity tests and
+`bench/prior.py`, `bench/sample.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import time
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -172,3 +177,84 @@ def reference_forward(ref: torch.nn.Module, inputs: dict) -> tuple[torch.Tensor,
     merged = {k: torch.stack([m[k] for m in metrics]).mean(0) for k in ("gen_loss", "prime_loss")}
     merged["preds"] = torch.cat([m["preds"] for m in metrics])
     return torch.stack(losses).mean(0), merged
+
+
+HIERARCHY_KINDS = {2: "1b_lyrics", 1: "upsampler_level_1", 0: "upsampler_level_0"}
+
+
+def build_hierarchy(size: str = "ci"):
+    """(the original's three priors, level -> SimplePrior; our `Pipeline` holding the same weights), CPU, eval."""
+    from openjukebox.prior.labeller import Labeller
+    from openjukebox.sample.cli import cached_window_sampler
+    from openjukebox.sample.pipeline import Pipeline
+    from openjukebox.vqvae import VQVAE
+    from openjukebox.vqvae.config import PRESETS
+
+    priors, refs = {}, {}
+    with contextlib.redirect_stdout(io.StringIO()):  # the original prints a line per module it builds
+        for level, kind in HIERARCHY_KINDS.items():
+            refs[level] = build_reference(kind, size, seed=level).eval()
+            priors[level] = load_ours(our_config(kind, size), refs[level].state_dict()).eval()
+    with torch.device("meta"):  # sampling reads only the VQ-VAE's hop lengths and codebook size
+        vqvae = VQVAE(PRESETS["official"])
+    labellers = {level: Labeller(prior.config) for level, prior in priors.items()}
+    return refs, Pipeline(vqvae, priors, labellers, cached_window_sampler)
+
+
+def reference_hierarchy(
+    refs: dict, batch: int, length: int, meta: dict, seed: int
+) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
+    """(codes per level, seconds per level) of an ancestral sample of `length` audio samples by the original's
+    loop (`jukebox_infer.sample._sample`); meta: the original's label dict (artist, genre, lyrics, total_length,
+    offset).
+
+    Its settings are our defaults (temperature 0.99, hop fractions 0.5 / 0.5 / 0.125, chunk sizes 32 / 32 / 16, at
+    most 16 / 16 / 3 samples per call), and the random numbers of each window and batch chunk come from the global
+    generator seeded as our `Pipeline` seeds that window's (`window_seed`), where the original would go on with one
+    stream: then the two must give the same codes at every level. The original needs a song at least one
+    upsampler window long (it asserts the codes above cover the window).
+    """
+    import jukebox_infer.sample as js
+    from jukebox_infer.hparams import Hyperparams
+
+    from openjukebox.sample.pipeline import window_seed
+
+    where: dict = {}
+    seconds: dict[int, float] = {}
+    single, level_loop = js.sample_single_window, js.sample_level
+
+    def seeded_window(zs, labels, sampling_kwargs, level, prior, start, hps):
+        where.update(level=level, start=start, chunk=0)
+        return single(zs, labels, sampling_kwargs, level, prior, start, hps)
+
+    def timed_level(zs, labels, sampling_kwargs, level, prior, total_length, hop_length, hps):
+        t0 = time.perf_counter()
+        zs = level_loop(zs, labels, sampling_kwargs, level, prior, total_length, hop_length, hps)
+        seconds[level] = time.perf_counter() - t0
+        return zs
+
+    def seeded(prior_sample):
+        def sample(*args, **kwargs):
+            torch.manual_seed(window_seed(seed, where["level"], where["start"], where["chunk"]))
+            where["chunk"] += 1
+            return prior_sample(*args, **kwargs)
+
+        return sample
+
+    hps = Hyperparams(dict(n_samples=batch, sample_length=length, hop_fraction=[0.5, 0.5, 0.125]))
+    labels = [refs[level].labeller.get_batch_labels([meta] * batch, "cpu") for level in (0, 1, 2)]
+    upsampler = dict(temp=0.99, fp16=False, max_batch_size=16, chunk_size=32)
+    kwargs = [dict(upsampler), dict(upsampler), dict(temp=0.99, fp16=False, max_batch_size=3, chunk_size=16)]
+    zs = [torch.zeros(batch, 0, dtype=torch.long) for _ in range(3)]
+    js.sample_single_window, js.sample_level = seeded_window, timed_level
+    for ref in refs.values():
+        ref.sample = seeded(type(ref).sample.__get__(ref))
+    try:
+        quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
+        with quiet[0], quiet[1], torch.no_grad():
+            zs = js._sample(zs, labels, kwargs, [refs[0], refs[1], refs[2]], [0, 1, 2], hps, torch.device("cpu"))
+    finally:
+        js.sample_single_window, js.sample_level = single, level_loop
+        for ref in refs.values():
+            del ref.sample
+    return dict(enumerate(zs)), seconds

@@ -7,6 +7,9 @@ temperature and with top-k. Random weights give nearly flat distributions, where
 noise, so the logits along the original's sampled path (its `get_preds`) are compared too, and so are our cached
 logits with our teacher-forced ones.
 
+The whole hierarchy is compared too: our `Pipeline` against the original's window loop (`_sample`) on three priors
+with shared weights, each window's random numbers seeded alike.
+
 Not compared: top-p, because the original's nucleus filter fails on torch >= 2 (`scatter` of a bool source into a
 uint8 mask); `tests/prior/test_sampling.py` checks our filter against the rule instead.
 """
@@ -15,9 +18,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from reference_prior import KINDS, build_pair, make_inputs
+from reference_prior import KINDS, build_hierarchy, build_pair, make_inputs, reference_hierarchy
 
 from openjukebox.prior.sampling import prepare_window, sample_prior
+from openjukebox.sample.pipeline import Song
 
 pytest.importorskip("jukebox_infer")
 
@@ -149,3 +153,19 @@ def test_cached_logits_equal_teacher_forced(kind):
         want = ours(inputs["codes"], inputs["upper"], inputs["y"]).logits
     got = _our_cached_logits(ours, tokens, inputs)[:, -ours.config.n_ctx :, window.shift :]
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
+
+
+def test_whole_hierarchy_gives_the_original_codes():
+    # Three levels (1b_lyrics top, both upsamplers) sampled by our Pipeline and by the original's window loop with
+    # each window's generator seeded as ours (the original would go on with one global stream): the window starts,
+    # the context each window is primed with, the labels (offsets, lyric windows), the codes of the level above
+    # each upsampler window conditions on and every drawn token must agree. 100 top-level codes (12 800 audio
+    # samples) span several windows at every level (contexts 96 / 128 / 128 codes).
+    refs, pipeline = build_hierarchy("ci")
+    song = dict(artist="alan jackson", genre="country", lyrics="we sang about the sea " * 6, total_length=20 * 44100)
+    song["offset"] = 0
+    want, _ = reference_hierarchy(refs, 2, 100 * 128, song, seed=3)
+    got = pipeline.ancestral_sample(Song(**song), 2, 100 * 128, seed=3)
+    for level, n_ctx in ((2, 96), (1, 128), (0, 128)):
+        assert got[level].shape == (2, 100 * 128 // (8, 32, 128)[level]) and got[level].shape[1] > n_ctx
+        assert torch.equal(got[level], want[level]), f"level {level}"
