@@ -190,7 +190,7 @@ class AutoregressivePrior(nn.Module):
         h = F.embedding(x.view(b), self.x_emb.weight) + self.pos_emb[start]  # (B, W)
         cond = None
         if x_cond is not None:
-            cond = x_cond.view(b, w) if x_cond.shape[1] == 1 else x_cond[:, start]
+            cond = x_cond[:, 0] if x_cond.shape[1] == 1 else x_cond[:, start]
             h = h + cond
         for step in cache.steps or self.transformer.token_steps(cache):
             h = step(h)
