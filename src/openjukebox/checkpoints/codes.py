@@ -40,7 +40,9 @@ class CodesFile:
             )
 
 
-def save_codes(path: str | os.PathLike, codes: CodesFile) -> None:
+def save_codes(path: str | os.PathLike, codes: CodesFile, compress: bool = True) -> None:
+    """Write `codes` atomically; compress=False writes a plain (larger, ~100x faster) archive, as for the state a
+    sampling run saves after every window."""
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -54,7 +56,7 @@ def save_codes(path: str | os.PathLike, codes: CodesFile) -> None:
     dtype = np.int16 if codes.l_bins <= np.iinfo(np.int16).max else np.int32
     arrays = {f"z{level}": np.asarray(z).astype(dtype) for level, z in codes.zs.items()}
     with atomic_path(Path(path).with_suffix(".npz")) as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, meta=np.array(json.dumps(meta)), **arrays)
+        (np.savez_compressed if compress else np.savez)(f, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_codes(path: str | os.PathLike) -> CodesFile:

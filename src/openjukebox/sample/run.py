@@ -151,7 +151,8 @@ class SampleRun:
         return {level: torch.from_numpy(z) for level, z in codes.zs.items()}
 
     def save_state(self, zs: dict[int, torch.Tensor], pipeline: Pipeline) -> None:
-        save_codes(self.folder / STATE_FILE, self._codes_file(zs, pipeline, sorted(zs)))
+        # Saved after every window: uncompressed (9 ms -> 0.1 ms for the demo's 87k codes; ~50% larger).
+        save_codes(self.folder / STATE_FILE, self._codes_file(zs, pipeline, sorted(zs)), compress=False)
 
     def _codes_file(self, zs: dict[int, torch.Tensor], pipeline: Pipeline, levels: list[int]) -> CodesFile:
         cfg = pipeline.vqvae.config
