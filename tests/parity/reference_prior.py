@@ -202,11 +202,18 @@ def build_hierarchy(size: str = "ci"):
 
 
 def reference_hierarchy(
-    refs: dict, batch: int, length: int, meta: dict, seed: int
+    refs: dict,
+    batch: int,
+    length: int,
+    meta: dict,
+    seed: int,
+    zs: dict[int, torch.Tensor] | None = None,
+    levels: tuple[int, ...] = (0, 1, 2),
 ) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
-    """(codes per level, seconds per level) of an ancestral sample of `length` audio samples by the original's
-    loop (`jukebox_infer.sample._sample`); meta: the original's label dict (artist, genre, lyrics, total_length,
-    offset).
+    """(codes per level, seconds per level) of a sample of `length` audio samples by the original's loop
+    (`jukebox_infer.sample._sample`): ancestral by default; from the codes `zs` (level -> (B, n)) it continues them
+    (all levels) or, with levels (0, 1), upsamples them. meta: the original's label dict (artist, genre, lyrics,
+    total_length, offset).
 
     Its settings are our defaults (temperature 0.99, hop fractions 0.5 / 0.5 / 0.125, chunk sizes 32 / 32 / 16, at
     most 16 / 16 / 3 samples per call), and the random numbers of each window and batch chunk come from the global
@@ -245,16 +252,18 @@ def reference_hierarchy(
     labels = [refs[level].labeller.get_batch_labels([meta] * batch, "cpu") for level in (0, 1, 2)]
     upsampler = dict(temp=0.99, fp16=False, max_batch_size=16, chunk_size=32)
     kwargs = [dict(upsampler), dict(upsampler), dict(temp=0.99, fp16=False, max_batch_size=3, chunk_size=16)]
-    zs = [torch.zeros(batch, 0, dtype=torch.long) for _ in range(3)]
+    start = [torch.zeros(batch, 0, dtype=torch.long) for _ in range(3)]
+    codes = [start[level] if zs is None or level not in zs else zs[level].clone() for level in range(3)]
     js.sample_single_window, js.sample_level = seeded_window, timed_level
     for ref in refs.values():
         ref.sample = seeded(type(ref).sample.__get__(ref))
     try:
         quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
         with quiet[0], quiet[1], torch.no_grad():
-            zs = js._sample(zs, labels, kwargs, [refs[0], refs[1], refs[2]], [0, 1, 2], hps, torch.device("cpu"))
+            priors = [refs[0], refs[1], refs[2]]
+            codes = js._sample(codes, labels, kwargs, priors, list(levels), hps, torch.device("cpu"))
     finally:
         js.sample_single_window, js.sample_level = single, level_loop
         for ref in refs.values():
             del ref.sample
-    return dict(enumerate(zs)), seconds
+    return dict(enumerate(codes)), seconds

@@ -8,7 +8,8 @@ noise, so the logits along the original's sampled path (its `get_preds`) are com
 logits with our teacher-forced ones.
 
 The whole hierarchy is compared too: our `Pipeline` against the original's window loop (`_sample`) on three priors
-with shared weights, each window's random numbers seeded alike.
+with shared weights, each window's random numbers seeded alike, for an ancestral sample, upsampling of given top
+codes and the continuation of codes cut short (a primed sample continues the codes of its encoded prompt).
 
 Not compared: top-p, because the original's nucleus filter fails on torch >= 2 (`scatter` of a bool source into a
 uint8 mask); `tests/prior/test_sampling.py` checks our filter against the rule instead.
@@ -155,17 +156,49 @@ def test_cached_logits_equal_teacher_forced(kind):
     torch.testing.assert_close(got, want, atol=1e-4, rtol=0)
 
 
-def test_whole_hierarchy_gives_the_original_codes():
+HIERARCHY_SONG = dict(
+    artist="alan jackson", genre="country", lyrics="we sang about the sea " * 6, total_length=20 * 44100, offset=0
+)
+HIERARCHY_LENGTH = 100 * 128  # 100 top-level codes: several windows at every level (contexts 96 / 128 / 128 codes)
+
+
+@pytest.fixture(scope="module")
+def hierarchy():
+    return build_hierarchy("ci")
+
+
+def _same_codes(got: dict, want: dict, levels=(2, 1, 0)) -> None:
+    for level in levels:
+        assert got[level].shape == (2, HIERARCHY_LENGTH // (8, 32, 128)[level]), f"level {level}"
+        assert torch.equal(got[level], want[level]), f"level {level}"
+
+
+def test_whole_hierarchy_gives_the_original_codes(hierarchy):
     # Three levels (1b_lyrics top, both upsamplers) sampled by our Pipeline and by the original's window loop with
     # each window's generator seeded as ours (the original would go on with one global stream): the window starts,
     # the context each window is primed with, the labels (offsets, lyric windows), the codes of the level above
-    # each upsampler window conditions on and every drawn token must agree. 100 top-level codes (12 800 audio
-    # samples) span several windows at every level (contexts 96 / 128 / 128 codes).
-    refs, pipeline = build_hierarchy("ci")
-    song = dict(artist="alan jackson", genre="country", lyrics="we sang about the sea " * 6, total_length=20 * 44100)
-    song["offset"] = 0
-    want, _ = reference_hierarchy(refs, 2, 100 * 128, song, seed=3)
-    got = pipeline.ancestral_sample(Song(**song), 2, 100 * 128, seed=3)
-    for level, n_ctx in ((2, 96), (1, 128), (0, 128)):
-        assert got[level].shape == (2, 100 * 128 // (8, 32, 128)[level]) and got[level].shape[1] > n_ctx
-        assert torch.equal(got[level], want[level]), f"level {level}"
+    # each upsampler window conditions on and every drawn token must agree.
+    refs, pipeline = hierarchy
+    want, _ = reference_hierarchy(refs, 2, HIERARCHY_LENGTH, HIERARCHY_SONG, seed=3)
+    got = pipeline.ancestral_sample(Song(**HIERARCHY_SONG), 2, HIERARCHY_LENGTH, seed=3)
+    _same_codes(got, want)
+
+
+@pytest.mark.parametrize("mode", ["upsample", "continue"])
+def test_upsample_and_continue_give_the_original_codes(hierarchy, mode):
+    # upsample: both render levels 1 and 0 under the same top-level codes; continue: both extend the first 40 % of
+    # every level (a song cut short) to the whole length, skipping the windows that hold nothing new.
+    refs, pipeline = hierarchy
+    song = Song(**HIERARCHY_SONG)
+    top = pipeline.sample_levels({2: torch.zeros(2, 0, dtype=torch.long)}, song, HIERARCHY_LENGTH, [2], seed=8)[2]
+    if mode == "upsample":
+        start, levels = {2: top}, (0, 1)
+    else:
+        full = pipeline.upsample({2: top}, song, HIERARCHY_LENGTH, seed=8)
+        start, levels = {level: z[:, : z.shape[1] * 2 // 5] for level, z in full.items()}, (0, 1, 2)
+    want, _ = reference_hierarchy(refs, 2, HIERARCHY_LENGTH, HIERARCHY_SONG, seed=5, zs=start, levels=levels)
+    run = pipeline.upsample if mode == "upsample" else pipeline.continue_sample
+    got = run(dict(start), song, HIERARCHY_LENGTH, seed=5)
+    _same_codes(got, want)
+    if mode == "continue":
+        assert all(torch.equal(got[level][:, : z.shape[1]], z) for level, z in start.items())  # prefix kept
