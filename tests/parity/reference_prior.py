@@ -209,6 +209,7 @@ def reference_hierarchy(
     seed: int,
     zs: dict[int, torch.Tensor] | None = None,
     levels: tuple[int, ...] = (0, 1, 2),
+    window_seeds: bool = True,
 ) -> tuple[dict[int, torch.Tensor], dict[int, float]]:
     """(codes per level, seconds per level) of a sample of `length` audio samples by the original's loop
     (`jukebox_infer.sample._sample`): ancestral by default; from the codes `zs` (level -> (B, n)) it continues them
@@ -216,10 +217,11 @@ def reference_hierarchy(
     total_length, offset).
 
     Its settings are our defaults (temperature 0.99, hop fractions 0.5 / 0.5 / 0.125, chunk sizes 32 / 32 / 16, at
-    most 16 / 16 / 3 samples per call), and the random numbers of each window and batch chunk come from the global
-    generator seeded as our `Pipeline` seeds that window's (`window_seed`), where the original would go on with one
-    stream: then the two must give the same codes at every level. The original needs a song at least one
-    upsampler window long (it asserts the codes above cover the window).
+    most 16 / 16 / 3 samples per call). With `window_seeds` the random numbers of each window and batch chunk come
+    from the global generator seeded as our `Pipeline` seeds that window's (`window_seed`), where the original
+    would go on with one stream: then the two must give the same codes at every level. Without, the original runs
+    as it is, after `torch.manual_seed(seed)`: the codes of our `rng="original"` mode. The original needs a song
+    at least one upsampler window long (it asserts the codes above cover the window).
     """
     import jukebox_infer.sample as js
     from jukebox_infer.hparams import Hyperparams
@@ -256,7 +258,9 @@ def reference_hierarchy(
     codes = [start[level] if zs is None or level not in zs else zs[level].clone() for level in range(3)]
     js.sample_single_window, js.sample_level = seeded_window, timed_level
     for ref in refs.values():
-        ref.sample = seeded(type(ref).sample.__get__(ref))
+        if window_seeds:
+            ref.sample = seeded(type(ref).sample.__get__(ref))
+    torch.manual_seed(seed)
     try:
         quiet = contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO())
         with quiet[0], quiet[1], torch.no_grad():
@@ -265,5 +269,5 @@ def reference_hierarchy(
     finally:
         js.sample_single_window, js.sample_level = single, level_loop
         for ref in refs.values():
-            del ref.sample
+            ref.__dict__.pop("sample", None)
     return dict(enumerate(codes)), seconds

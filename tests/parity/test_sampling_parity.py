@@ -8,8 +8,9 @@ noise, so the logits along the original's sampled path (its `get_preds`) are com
 logits with our teacher-forced ones.
 
 The whole hierarchy is compared too: our `Pipeline` against the original's window loop (`_sample`) on three priors
-with shared weights, each window's random numbers seeded alike, for an ancestral sample, upsampling of given top
-codes and the continuation of codes cut short (a primed sample continues the codes of its encoded prompt).
+with shared weights: an ancestral sample with one generator seeded once (our rng "original", the original as it
+is), and upsampling of given top codes and the continuation of codes cut short with each window's generator
+seeded as ours seeds it (our default rng; a primed sample continues the codes of its encoded prompt).
 
 Not compared: top-p, because the original's nucleus filter fails on torch >= 2 (`scatter` of a bool source into a
 uint8 mask); `tests/prior/test_sampling.py` checks our filter against the rule instead.
@@ -174,18 +175,20 @@ def _same_codes(got: dict, want: dict, levels=(2, 1, 0)) -> None:
 
 
 def test_whole_hierarchy_gives_the_original_codes(hierarchy):
-    # Three levels (1b_lyrics top, both upsamplers) sampled by our Pipeline and by the original's window loop with
-    # each window's generator seeded as ours (the original would go on with one global stream): the window starts,
-    # the context each window is primed with, the labels (offsets, lyric windows), the codes of the level above
-    # each upsampler window conditions on and every drawn token must agree.
+    # Three levels (1b_lyrics top, both upsamplers) sampled by our Pipeline drawing from one generator seeded with
+    # the seed (rng "original") and by the original's window loop as it is after torch.manual_seed(seed): the window
+    # starts, the context each window is primed with, the labels (offsets, lyric windows), the codes of the level
+    # above each upsampler window conditions on, the order of the draws and every drawn token must agree.
     refs, pipeline = hierarchy
-    want, _ = reference_hierarchy(refs, 2, HIERARCHY_LENGTH, HIERARCHY_SONG, seed=3)
-    got = pipeline.ancestral_sample(Song(**HIERARCHY_SONG), 2, HIERARCHY_LENGTH, seed=3)
+    want, _ = reference_hierarchy(refs, 2, HIERARCHY_LENGTH, HIERARCHY_SONG, seed=3, window_seeds=False)
+    stream = torch.Generator().manual_seed(3)
+    got = pipeline.ancestral_sample(Song(**HIERARCHY_SONG), 2, HIERARCHY_LENGTH, seed=0, generator=stream)
     _same_codes(got, want)
 
 
 @pytest.mark.parametrize("mode", ["upsample", "continue"])
 def test_upsample_and_continue_give_the_original_codes(hierarchy, mode):
+    # Our default rng ("window") against the original's loop with each window's generator seeded as ours.
     # upsample: both render levels 1 and 0 under the same top-level codes; continue: both extend the first 40 % of
     # every level (a song cut short) to the whole length, skipping the windows that hold nothing new.
     refs, pipeline = hierarchy

@@ -37,6 +37,13 @@ def reference_run(tiny_model_dir, lyrics_file, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def reference_run_original_rng(tiny_model_dir, lyrics_file, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "reference_original_rng"
+    assert main(_args(tiny_model_dir, lyrics_file, out, "--rng", "original")) == 0
+    return out
+
+
 def _codes(run: Path, level: int) -> dict[str, np.ndarray]:
     with np.load(run / f"level_{level}" / "codes.npz") as data:
         return {k: data[k] for k in data.files if k != "meta"}
@@ -68,11 +75,14 @@ def test_every_sample_gets_its_lyrics_alignment(reference_run):
         assert "[00:" in (folder / "lyrics.lrc").read_text()
 
 
+@pytest.mark.parametrize("rng", ["window", "original"])
 @pytest.mark.parametrize("kill_when", ["top level", "upsampling"])
-def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, reference_run, tmp_path, kill_when):
+def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, request, tmp_path, kill_when, rng):
+    # rng "original": one generator for the whole run, whose state is saved with the codes after every window.
+    reference_run = request.getfixturevalue("reference_run" if rng == "window" else "reference_run_original_rng")
     out = tmp_path / "run"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "openjukebox.cli", *_args(tiny_model_dir, lyrics_file, out)]
+    cmd = [sys.executable, "-m", "openjukebox.cli", *_args(tiny_model_dir, lyrics_file, out, "--rng", rng)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state, deadline = out / "state.npz", time.monotonic() + 120
     try:
@@ -95,6 +105,14 @@ def test_sigkill_then_resume_is_bit_identical(tiny_model_dir, lyrics_file, refer
         for i in range(2):
             name = f"level_{level}/item_{i}.wav"
             assert (out / name).read_bytes() == (reference_run / name).read_bytes(), name
+
+
+def test_the_two_rng_modes_draw_differently_and_are_recorded(reference_run, reference_run_original_rng):
+    window, original = _codes(reference_run, 0)["z0"], _codes(reference_run_original_rng, 0)["z0"]
+    assert window.shape == original.shape and not np.array_equal(window, original)
+    for run, rng in ((reference_run, "window"), (reference_run_original_rng, "original")):
+        assert json.loads((run / "run.json").read_text())["rng"] == rng
+        assert json.loads((run / "level_0" / "metadata.json").read_text())["rng"] == rng
 
 
 def test_resume_with_a_different_model_is_refused(tiny_model_dir, lyrics_file, tmp_path, capsys):

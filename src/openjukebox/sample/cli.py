@@ -93,6 +93,14 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--n-samples", type=int, default=1, help="samples generated together (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same songs")
+    p.add_argument(
+        "--rng",
+        choices=("window", "original"),
+        default="window",
+        help="window (default): each window draws from a generator seeded from --seed and its position; original: "
+        "every window draws in turn from one generator seeded with --seed, as the original code does after "
+        "torch.manual_seed(seed), so the same codes as the original code (both resume bit for bit)",
+    )
     p.add_argument("--prompt", type=Path, help="audio file whose start the songs continue (primed mode)")
     p.add_argument("--prompt-seconds", type=float, default=12.0, help="seconds of --prompt used (default 12)")
     p.add_argument("--codes", type=Path, help="codes file of an earlier run to extend (continue) or upsample")
@@ -169,6 +177,7 @@ def _spec_from_args(args: argparse.Namespace, dirs: ModelDirs, sr: int, top_hop:
         length=length,
         n_samples=args.n_samples,
         seed=args.seed,
+        rng=args.rng,
         artist=args.artist,
         genre=args.genre,
         lyrics=lyrics,

@@ -9,7 +9,10 @@ Each level is sampled window by window (`windows.plan_level`); a window's sample
 in it as its prompt, the codes of the level above over the same span (upsamplers), and the window's label vector
 (offset and lyric window moved to the window, `Labeller.for_window`). The work of one window is a pure function
 of the codes so far and a generator seeded from (seed, level, window start, batch chunk), so a run stopped after
-any window and resumed from its saved codes produces the same bits as an uninterrupted one. `on_window` is called
+any window and resumed from its saved codes produces the same bits as an uninterrupted one. With `generator`
+given instead, every window and batch chunk draws from that one generator in turn, top level first, as the
+original's loop draws from torch's global generator: seeded like the original's, it gives the original's codes
+(a resumed run then needs that generator's state as it was after the last saved window). `on_window` is called
 after every window (the run folder saves its state there) and `on_level` after every level (preview decodes).
 """
 
@@ -173,8 +176,13 @@ class Pipeline:
         on_window: Callable[[int, Window, dict[int, torch.Tensor]], None] | None = None,
         on_level: Callable[[int, dict[int, torch.Tensor]], None] | None = None,
         progress: Callable[[Progress], None] | None = None,
+        generator: torch.Generator | None = None,
     ) -> dict[int, torch.Tensor]:
-        """Sample `levels` (top first) until each holds the codes of `length` audio samples."""
+        """Sample `levels` (top first) until each holds the codes of `length` audio samples.
+
+        generator: None (each window seeded from `seed` and its position), or one generator on this pipeline's
+        device that every window draws from in turn (the original's single stream; `seed` is then unused).
+        """
         top_hop = self.vqvae.hop_lengths[-1]
         if length <= 0 or length % top_hop:
             raise OpenJukeboxError(f"song length must be a positive multiple of {top_hop} samples, got {length}")
@@ -193,6 +201,7 @@ class Pipeline:
                 settings.get(level) or default_sampling(level, self.top_level),
                 on_window,
                 progress,
+                generator,
             )
             if on_level is not None:
                 on_level(level, zs)
@@ -208,6 +217,7 @@ class Pipeline:
         settings: LevelSampling,
         on_window: Callable[[int, Window, dict[int, torch.Tensor]], None] | None,
         progress: Callable[[Progress], None] | None,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
         prior = self.priors[level]
         c = prior.config
@@ -231,7 +241,9 @@ class Pipeline:
         prior.to(self.device)
         try:
             for window in windows:
-                z = self._sample_window(prior, z, upper_codes, labels, window, level, seed, settings, state, progress)
+                z = self._sample_window(
+                    prior, z, upper_codes, labels, window, level, seed, settings, state, progress, generator
+                )
                 zs[level] = z
                 state.windows_done += 1
                 if progress is not None:
@@ -255,6 +267,7 @@ class Pipeline:
         settings: LevelSampling,
         state: Progress,
         progress: Callable[[Progress], None] | None,
+        stream: torch.Generator | None,
     ) -> torch.Tensor:
         c = prior.config
         n_samples = z.shape[0]
@@ -272,7 +285,9 @@ class Pipeline:
         batch = settings.max_batch_size
         for chunk, lo in enumerate(range(0, n_samples, batch)):
             hi = min(lo + batch, n_samples)
-            generator = torch.Generator(self.device).manual_seed(window_seed(seed, level, window.start, chunk))
+            generator = stream
+            if generator is None:
+                generator = torch.Generator(self.device).manual_seed(window_seed(seed, level, window.start, chunk))
 
             def tick(done: int, base: int = state.tokens_done, rows: int = hi - lo) -> None:
                 state.tokens_done = base + done * rows

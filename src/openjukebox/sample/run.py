@@ -12,8 +12,10 @@ Every run is also listed in the library of generated songs (`library.py`, SQLite
 
 The random draws of a window depend only on the seed and the window's position (`pipeline.window_seed`), and the
 state holds every code sampled so far, so a run killed at any point and continued with `--resume` writes the same
-bits as an uninterrupted run. A resumed run must use the same model: run.json records a fingerprint of every model
-folder's config and weights file sizes, checked on resume.
+bits as an uninterrupted run. With `rng="original"` every window draws in turn from one generator seeded with the
+seed (the original's single stream, so the original's codes for that seed); the state then also holds that
+generator's state after the last finished window, and resuming restores it. A resumed run must use the same
+model: run.json records a fingerprint of every model folder's config and weights file sizes, checked on resume.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ RUN_FILE = "run.json"
 STATE_FILE = "state.npz"
 RUN_FORMAT = "openjukebox-sample-run"
 RUN_VERSION = 1
+RNG_MODES = ("window", "original")  # one generator per window (seed, position) / one stream, as the original
 
 
 @dataclass
@@ -68,10 +71,13 @@ class RunSpec:
     device: str = "cpu"
     precision: str = "fp32"  # prior weights: fp32, bf16 or fp16
     fingerprints: dict[str, str] = field(default_factory=dict)
+    rng: str = "window"  # RNG_MODES
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OpenJukeboxError(f"unknown sampling mode {self.mode!r}; known: {', '.join(MODES)}")
+        if self.rng not in RNG_MODES:
+            raise OpenJukeboxError(f"unknown random number mode {self.rng!r}; known: {', '.join(RNG_MODES)}")
         if self.n_samples < 1:
             raise OpenJukeboxError(f"--n-samples must be >= 1, got {self.n_samples}")
 
@@ -150,9 +156,30 @@ class SampleRun:
         codes = load_codes(path)
         return {level: torch.from_numpy(z) for level, z in codes.zs.items()}
 
-    def save_state(self, zs: dict[int, torch.Tensor], pipeline: Pipeline) -> None:
+    def load_generator(self, device: torch.device) -> torch.Generator | None:
+        """The run's single generator (rng "original"), in the state saved with the codes, or fresh from the seed;
+        None for per-window generators."""
+        if self.spec.rng != "original":
+            return None
+        generator = torch.Generator(device).manual_seed(self.spec.seed)
+        path = self.folder / STATE_FILE
+        saved = load_codes(path).extra.get("generator_state") if path.is_file() else None
+        if saved is not None:
+            state = torch.frombuffer(bytearray(bytes.fromhex(saved)), dtype=torch.uint8)
+            try:
+                generator.set_state(state)
+            except RuntimeError as e:
+                raise OpenJukeboxError(f"{path}: the saved random number state does not fit ({e})") from None
+        return generator
+
+    def save_state(
+        self, zs: dict[int, torch.Tensor], pipeline: Pipeline, generator: torch.Generator | None = None
+    ) -> None:
+        codes = self._codes_file(zs, pipeline, sorted(zs))
+        if generator is not None:
+            codes.extra["generator_state"] = generator.get_state().numpy().tobytes().hex()
         # Saved after every window: uncompressed (9 ms -> 0.1 ms for the demo's 87k codes; ~50% larger).
-        save_codes(self.folder / STATE_FILE, self._codes_file(zs, pipeline, sorted(zs)), compress=False)
+        save_codes(self.folder / STATE_FILE, codes, compress=False)
 
     def _codes_file(self, zs: dict[int, torch.Tensor], pipeline: Pipeline, levels: list[int]) -> CodesFile:
         cfg = pipeline.vqvae.config
@@ -202,13 +229,14 @@ class SampleRun:
         self, pipeline: Pipeline, progress: Callable[[Progress], None] | None = None
     ) -> dict[int, torch.Tensor]:
         spec = self.spec
+        generator = self.load_generator(pipeline.device)
         zs = self.initial_codes(pipeline)
-        self.save_state(zs, pipeline)
+        self.save_state(zs, pipeline, generator)
         timings: dict[int, float] = {}
         started = [time.perf_counter()]
 
         def on_window(level: int, window, zs: dict[int, torch.Tensor]) -> None:
-            self.save_state(zs, pipeline)
+            self.save_state(zs, pipeline, generator)
 
         alignments: dict[int, Any] = {}
 
@@ -225,8 +253,9 @@ class SampleRun:
         for level in range(pipeline.levels):
             zs.setdefault(level, torch.zeros(spec.n_samples, 0, dtype=torch.long))
         zs = pipeline.sample_levels(
-            zs, spec.song(), spec.length, levels, spec.seed, spec.level_settings(), on_window, on_level, progress
-        )
+            zs, spec.song(), spec.length, levels, spec.seed, spec.level_settings(), on_window, on_level, progress,
+            generator,
+        )  # fmt: skip
         return zs
 
     def write_alignments(
@@ -289,6 +318,7 @@ class SampleRun:
             "genre": spec.genre,
             "lyrics": spec.lyrics,
             "seed": spec.seed,
+            "rng": spec.rng,
             "n_samples": spec.n_samples,
             "seconds": spec.length / sr,
             "total_seconds": (spec.total_length or spec.length) / sr,
