@@ -168,9 +168,9 @@ def hierarchy():
     return build_hierarchy("ci")
 
 
-def _same_codes(got: dict, want: dict, levels=(2, 1, 0)) -> None:
-    for level in levels:
-        assert got[level].shape == (2, HIERARCHY_LENGTH // (8, 32, 128)[level]), f"level {level}"
+def _same_codes(got: dict, want: dict, batch: int = 2) -> None:
+    for level in (2, 1, 0):
+        assert got[level].shape == (batch, HIERARCHY_LENGTH // (8, 32, 128)[level]), f"level {level}"
         assert torch.equal(got[level], want[level]), f"level {level}"
 
 
@@ -178,12 +178,13 @@ def test_whole_hierarchy_gives_the_original_codes(hierarchy):
     # Three levels (1b_lyrics top, both upsamplers) sampled by our Pipeline drawing from one generator seeded with
     # the seed (rng "original") and by the original's window loop as it is after torch.manual_seed(seed): the window
     # starts, the context each window is primed with, the labels (offsets, lyric windows), the codes of the level
-    # above each upsampler window conditions on, the order of the draws and every drawn token must agree.
+    # above each upsampler window conditions on, the order of the draws and every drawn token must agree. Four
+    # samples: the top level draws them in chunks of 3 and 1 (its default batch limit), in order, on both sides.
     refs, pipeline = hierarchy
-    want, _ = reference_hierarchy(refs, 2, HIERARCHY_LENGTH, HIERARCHY_SONG, seed=3, window_seeds=False)
+    want, _ = reference_hierarchy(refs, 4, HIERARCHY_LENGTH, HIERARCHY_SONG, seed=3, window_seeds=False)
     stream = torch.Generator().manual_seed(3)
-    got = pipeline.ancestral_sample(Song(**HIERARCHY_SONG), 2, HIERARCHY_LENGTH, seed=0, generator=stream)
-    _same_codes(got, want)
+    got = pipeline.ancestral_sample(Song(**HIERARCHY_SONG), 4, HIERARCHY_LENGTH, seed=0, generator=stream)
+    _same_codes(got, want, batch=4)
 
 
 @pytest.mark.parametrize("mode", ["upsample", "continue"])
