@@ -31,12 +31,16 @@ Cases:
   randomised, converted by our importer into our matching preset).
 - `small`: the original's unlabelled `small_prior` set (width 1024, depth 48, heads 1, attn_order 2, 64 blocks,
   n_ctx 8192, 162 M parameters), built with level=2, labels=False; ours is the matching `PriorConfig`.
-- `5b_lyrics`, `1b_lyrics` (GPU): the released shapes at full depth. The reference runs its own fp16 path
-  (fp16 weights as `fp16_params` converts them, `sample(fp16=True)`); ours runs with its weights cast to
-  `--dtype`. Peak memory is `torch.cuda.max_memory_allocated` while a side samples (one side on the GPU at a time);
-  the floor counts our weight bytes at `--dtype` against the measured HBM bandwidth. Half precision is accepted
-  on the CPU too (slow, no token check: the two sides round differently), to exercise that code path without a GPU.
-  With --quick these cases use the small parity ("ci") shapes.
+- `5b_lyrics`, `1b_lyrics`, `upsampler` (GPU): the released shapes at full depth (`upsampler`: the released
+  upsampler_level_0, conditioned on random codes of the level above; level 1's has the same shape). With a top
+  prior and `upsampler` both measured, the minutes for 60 s of audio at all three levels are estimated from the
+  batch-1 decode rates (tokens per level / rate; the windows' priming and conditioning come on top). The
+  reference runs its own fp16 path (fp16 weights as `fp16_params` converts them, `sample(fp16=True)`); ours runs
+  with its weights cast to `--dtype`. Peak memory is `torch.cuda.max_memory_allocated` while a side samples (one
+  side on the GPU at a time); the floor counts our weight bytes at `--dtype` against the measured HBM bandwidth.
+  Half precision is accepted on the CPU too (slow, tokens compared but not asserted: the two sides round
+  differently), to exercise that code path without a GPU. With --quick these cases use the small parity ("ci")
+  shapes.
 
 Part b: a whole hierarchy (the released 1b_lyrics top prior and both upsamplers with their heads and layer
 schedules, width 256 x depth 4, upsampler context 2048; `--quick`: the parity "ci" shapes), the original's three
@@ -69,7 +73,7 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 CPU_CASES = ("tiny", "small")
-GPU_CASES = ("5b_lyrics", "1b_lyrics")
+GPU_CASES = ("5b_lyrics", "1b_lyrics", "upsampler")  # upsampler: the released upsampler_level_0 shape
 ALL_CASES = (*CPU_CASES, *GPU_CASES, "hierarchy")
 SEED = 1234
 CHUNK = 32  # prefill chunk (lyric prefix of 1b_lyrics), not timed
@@ -142,6 +146,7 @@ class Pair:
     ours: torch.nn.Module
     y: torch.Tensor | None
     build_s: float
+    upper: torch.Tensor | None = None  # (B_max, n_ctx / 4) codes of the level above (upsamplers)
 
 
 def build_case(case: str, quick: bool, sides: list[str], max_batch: int) -> Pair:
@@ -184,7 +189,8 @@ def build_case(case: str, quick: bool, sides: list[str], max_batch: int) -> Pair
                     hp = dict(prior_width=64, prior_depth=2, n_ctx=1024, blocks=8, n_tokens=64)
                 rp.SIZES[size] = {kind: hp}
             else:
-                size, kind, depth = ("ci", case, None) if quick else ("official", case, None)
+                kind = "upsampler_level_0" if case == "upsampler" else case
+                size, depth = ("ci", None) if quick else ("official", None)
             ref = rp.build_reference(kind, size, depth) if "reference" in sides else None
             if ref is not None:
                 ours = rp.load_ours(rp.our_config(kind, size, depth), ref.state_dict())
@@ -197,10 +203,9 @@ def build_case(case: str, quick: bool, sides: list[str], max_batch: int) -> Pair
     ours.eval()
     if ref is not None:
         ref.eval()
-    y = None
-    if ours.config.labels is not None:
-        y = rp.make_inputs(ours.config, batch=max_batch)["y"]
-    return Pair(case, ref, ours, y, time.perf_counter() - t0)
+    inputs = rp.make_inputs(ours.config, batch=max_batch)
+    y = inputs["y"] if ours.config.labels is not None else None
+    return Pair(case, ref, ours, y, time.perf_counter() - t0, inputs["upper"])
 
 
 def step_bytes(ours: torch.nn.Module, element_size: int) -> int:
@@ -213,7 +218,9 @@ def step_bytes(ours: torch.nn.Module, element_size: int) -> int:
 # --------------------------------------------------------------------------------------------- decoding
 
 
-def sample_ours(ours, y, batch: int, tokens: int, seed: int, device: torch.device) -> tuple[torch.Tensor, list]:
+def sample_ours(
+    ours, y, batch: int, tokens: int, seed: int, device: torch.device, upper: torch.Tensor | None = None
+) -> tuple[torch.Tensor, list]:
     """(codes (B, tokens), time stamps after each sampled token)."""
     from openjukebox.prior.sampling import sample_prior
 
@@ -225,13 +232,16 @@ def sample_ours(ours, y, batch: int, tokens: int, seed: int, device: torch.devic
 
     generator = torch.Generator(device).manual_seed(seed)
     codes = sample_prior(
-        ours, batch, y=None if y is None else y[:batch].to(device), chunk_size=CHUNK, length=tokens,
+        ours, batch, upper=None if upper is None else upper[:batch].to(device),
+        y=None if y is None else y[:batch].to(device), chunk_size=CHUNK, length=tokens,
         generator=generator, progress=progress,
     )  # fmt: skip
     return codes, stamps
 
 
-def sample_reference(ref, y, batch: int, tokens: int, seed: int, device: torch.device, fp16: bool):
+def sample_reference(
+    ref, y, batch: int, tokens: int, seed: int, device: torch.device, fp16: bool, upper: torch.Tensor | None = None
+):
     """(codes (B, tokens), time stamps after each sampled token) of the original `SimplePrior.sample`."""
     import jukebox_infer.prior.autoregressive as ar
 
@@ -253,7 +263,8 @@ def sample_reference(ref, y, batch: int, tokens: int, seed: int, device: torch.d
         torch.manual_seed(seed)
         with _quiet(), torch.no_grad():
             codes = ref.sample(
-                batch, y=None if y is None else y[:batch].to(device), fp16=fp16, temp=1.0, top_k=0, top_p=0.0,
+                batch, z_conds=None if upper is None else [upper[:batch].to(device)],
+                y=None if y is None else y[:batch].to(device), fp16=fp16, temp=1.0, top_k=0, top_p=0.0,
                 chunk_size=CHUNK, sample_tokens=tokens,
             )  # fmt: skip
     finally:
@@ -311,9 +322,9 @@ def bench_case(case: str, args, device: torch.device, bandwidth: float) -> list[
     n_bytes = step_bytes(ours, torch.finfo(dtype).bits // 8)
     results = []
     for batch in args.batches:
-        sides = [Side("ours", lambda b, n: sample_ours(ours, pair.y, b, n, SEED, device), ours)]
+        sides = [Side("ours", lambda b, n: sample_ours(ours, pair.y, b, n, SEED, device, pair.upper), ours)]
         if ref is not None:
-            run_ref = lambda b, n: sample_reference(ref, pair.y, b, n, SEED, device, ref_fp16)  # noqa: E731
+            run_ref = lambda b, n: sample_reference(ref, pair.y, b, n, SEED, device, ref_fp16, pair.upper)  # noqa: E731
             sides.insert(0, Side("reference", run_ref, ref))
         groups = [sides] if not cuda else [[s] for s in sides]  # on a GPU one side at a time holds the device
         for group in groups:
@@ -480,6 +491,28 @@ def bench_hierarchy(args, device: torch.device) -> dict:
 # --------------------------------------------------------------------------------------------- output
 
 
+def minute_estimates(decode: list[dict]) -> list[dict]:
+    """Minutes to sample 60 s of audio at every level, from the batch-1 decode rates of a top prior and of the
+    upsampler (both upsamplers have the released upsampler_level_0 shape): tokens per level / tokens per second,
+    summed. Decode only: the windows' priming and conditioning come on top."""
+    rates = {r["case"]: r["sides"] for r in decode if r["batch"] == 1}
+    if "upsampler" not in rates:
+        return []
+    tokens = {level: 60 * 44100 // hop for level, hop in ((2, 128), (1, 32), (0, 8))}
+    out = []
+    for top in ("5b_lyrics", "1b_lyrics", "tiny"):
+        if top not in rates:
+            continue
+        est: dict = {"top": top, "tokens": tokens}
+        for side in ("ours", "reference"):
+            top_rate = rates[top].get(side, {}).get("tokens_per_s")
+            up_rate = rates["upsampler"].get(side, {}).get("tokens_per_s")
+            ok = top_rate and up_rate
+            est[f"{side}_minutes"] = (tokens[2] / top_rate + (tokens[1] + tokens[0]) / up_rate) / 60 if ok else None
+        out.append(est)
+    return out
+
+
 def markdown(report: dict) -> str:
     m = report["machine"]
     bw = m["bandwidth"]
@@ -517,6 +550,10 @@ def markdown(report: dict) -> str:
                 f"| {res['batch']} | {res['tokens']} | {_fmt(ref)} | {_fmt(ours)} | {ratio} "
                 f"| {res['floor_tokens_per_s']:.1f} tok/s | {frac(ref)} | {frac(ours)} | {same} |"
             )
+    for e in report.get("minute_estimates", []):
+        ref = "-" if e["reference_minutes"] is None else f"{e['reference_minutes']:.1f} min"
+        lines += ["", f"60 s of audio through all three levels with the {e['top']} top prior, from the batch-1 decode "
+                  f"rates (decode only): ours {e['ours_minutes']:.1f} min, reference {ref}."]  # fmt: skip
     h = report.get("hierarchy")
     if h:
         lines += [
@@ -649,6 +686,10 @@ def main(argv: list[str] | None = None) -> dict:
             report["hierarchy"] = bench_hierarchy(args, device)
         else:
             report["decode"] += bench_case(case, args, device, bandwidth["floor_gb_per_s"] * 1e9)
+    report["minute_estimates"] = minute_estimates(report["decode"])
+    for e in report["minute_estimates"]:
+        print(f"60 s of audio with the {e['top']} top prior, from batch-1 decode rates: {e['ours_minutes']:.1f} min "
+              f"(ours), {e['reference_minutes'] or float('nan'):.1f} min (reference)", flush=True)  # fmt: skip
     print()
     print(markdown(report))
     if args.json:
