@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from openjukebox.checkpoints.hierarchy import OFFICIAL_MODELS, ModelDirs, resolve_model
 from openjukebox.errors import OpenJukeboxError
-from openjukebox.sample.settings import MODES, LevelSampling, default_sampling
+from openjukebox.sample.settings import MODES, RNG_MODES, LevelSampling, default_sampling
 
 if TYPE_CHECKING:  # the CLI imports this module to build its help text: torch is imported only when sampling
     from openjukebox.sample.pipeline import Pipeline, Progress, WindowRequest
@@ -95,8 +95,8 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same songs")
     p.add_argument(
         "--rng",
-        choices=("window", "original"),
-        default="window",
+        choices=RNG_MODES,
+        default=RNG_MODES[0],
         help="window (default): each window draws from a generator seeded from --seed and its position; original: "
         "every window draws in turn from one generator seeded with --seed, as the original code does after "
         "torch.manual_seed(seed), so the same codes as the original code (both resume bit for bit)",

@@ -41,13 +41,12 @@ from openjukebox.fileio import read_json_object, write_json_atomic
 from openjukebox.sample import library
 from openjukebox.sample.outputs import write_level_audio
 from openjukebox.sample.pipeline import Pipeline, Progress, Song
-from openjukebox.sample.settings import MODES, LevelSampling, default_sampling
+from openjukebox.sample.settings import MODES, RNG_MODES, LevelSampling, default_sampling
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.npz"
 RUN_FORMAT = "openjukebox-sample-run"
 RUN_VERSION = 1
-RNG_MODES = ("window", "original")  # one generator per window (seed, position) / one stream, as the original
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 MODES = ("ancestral", "primed", "continue", "upsample")
+RNG_MODES = ("window", "original")  # one generator per window (seed, position) / one stream, as the original
 
 
 @dataclass(frozen=True)
