@@ -16,10 +16,10 @@ the temperature-scaled, top-k / nucleus-filtered logits. Conditioning is compute
 Speed: the cache is sized for the window's length (`new_cache(..., length)`), the loop runs under
 `torch.inference_mode`, each step is one `forward_cached` call whose single-token path works on 2-D activations
 through per-layer steps made once with the cache (`layer_token_step`, `TokenAttention`: weights, buffers and
-views prepared: 15-17 tensor ops per layer where a plain layer call makes 27), the weights are put in the original's
-(in, out) layout once (`Transformer.use_decode_layout_`), the sampled token is fed back as it is (no indexing into
-the output), and the random numbers of the draws are made several steps at a time (`TokenDraws`). Samples are
-batched (B rows per step). None of this changes a sampled token: the arithmetic is the same, op for op.
+views prepared: 15-17 tensor ops per layer), the weights are put in the original's (in, out) layout once
+(`Transformer.use_decode_layout_`), the sampled token is fed back as it is (no indexing into the output), and the
+random numbers of the draws are made several steps at a time (`TokenDraws`). Samples are batched (B rows per
+step). None of this changes a sampled token: the arithmetic is the same, op for op.
 
 Randomness: every draw is what `torch.multinomial(probs, 1, replacement=True, generator=generator)` draws (on the
 CPU an exact, faster form of it: see `draw`), which consumes the generator exactly as the original's

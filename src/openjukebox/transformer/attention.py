@@ -43,8 +43,8 @@ into their slot with one op (`torch.mul(kv, kv_scale, out=slot)`, keys and value
 SDPA on views of the cached keys already split into heads: no padding, concatenation, mask or copy. The cached
 path calls `F.linear` on the layer's weights directly rather than through the submodules (no module-call
 overhead; forward hooks on `in_proj`/`proj` are not run while decoding). Weights are read once per step, in place.
-`TokenAttention` is the same step bound to one cache, with its buffers and views made once (the fp32 sampling
-path of `block.layer_token_step`).
+That step is a `TokenAttention` bound to the cache, with its buffers and views made once (the fp32 sampling path of
+`block.layer_token_step` has the projection write straight into its buffer).
 
 Fidelity: q and k are each scaled by d_head^-1/4 before the product (the original's training path) and the
 score scale passed to SDPA is 1; the original's sampling path scales the product by d_head^-1/2 instead, equal up
@@ -108,6 +108,7 @@ class KVCache:
     kv_scale: torch.Tensor | None = None
     key_heads: torch.Tensor | None = None
     value_heads: torch.Tensor | None = None
+    attention: TokenAttention | None = None  # the one-position step bound to this cache, made on first use
 
 
 class FactoredAttention(nn.Module):
@@ -344,24 +345,21 @@ class FactoredAttention(nn.Module):
         """The attention of `token_step` between the two projections: qkv (B, 3 * n_state) (q only, (B, n_state),
         for cross-attention) -> (B, n_state); stores the new key and value and advances cache.length.
 
-        (`TokenAttention` is the same with its buffers and views prepared once per cache: the fp32 sampling path.)
+        Runs the cache's `TokenAttention` on a copy of qkv (the fp32 sampling path writes its projection straight
+        into that buffer instead: `block.layer_token_step`).
         """
-        b, c, kind, start = qkv.shape[0], self.n_state, self.attn_func, cache.length
-        if start >= cache.capacity or cache.key.shape[0] != b:
-            self._check_cache(cache, b, start, 1)  # raises with the message
-        cache.length = start + 1
-        if kind == ENC_DEC:
-            return self._attend(qkv.view(b, 1, c), cache.key, cache.value, k_scaled=True).view(b, c)
-        slot, seen = self.token_slots(start, cache.key.shape[1])
-        assert cache.kv is not None and cache.key_heads is not None and cache.value_heads is not None
-        if slot is not None:  # key * qk_scale and value * 1 in one op, straight into the slot
-            torch.mul(qkv[:, c:], cache.kv_scale, out=cache.kv[:, slot])
-        if seen is None:  # row 0 of previous-row attention: all-zero keys and values give exactly zero
-            return qkv.new_zeros(b, c)
-        lo, hi = seen
-        q = (qkv[:, :c] * self.qk_scale).view(b, self.heads, 1, c // self.heads)  # (B, H, 1, dh)
-        a = F.scaled_dot_product_attention(q, cache.key_heads[:, :, lo:hi], cache.value_heads[:, :, lo:hi], scale=1.0)
-        return a.reshape(b, c)  # (B, H, 1, dh) is (B, n_state) in head order: one position needs no transpose
+        attend = self.token_attention(cache)
+        if qkv.shape != attend.qkv.shape:
+            self._check_cache(cache, qkv.shape[0], cache.length, 1)  # raises on another batch
+            raise ValueError(f"qkv of shape {tuple(qkv.shape)}, expected {tuple(attend.qkv.shape)}")
+        attend.qkv.copy_(qkv)
+        return attend()
+
+    def token_attention(self, cache: KVCache) -> TokenAttention:
+        """This layer's one-position step bound to `cache` (made once, kept on the cache)."""
+        if cache.attention is None:
+            cache.attention = TokenAttention(self, cache)
+        return cache.attention
 
     def token_slots(self, start: int, slots: int) -> tuple[int | None, tuple[int, int] | None]:
         """Where position `start`'s key goes in a self-attention cache of `slots` slots (None: never seen again)
@@ -486,16 +484,17 @@ class FactoredAttention(nn.Module):
 
 
 class TokenAttention:
-    """One layer's attention for one decoding step, bound to one cache, with everything that does not change from
-    step to step made once: what `FactoredAttention.token_attend` does, in fewer tensor ops.
+    """One layer's attention for one decoding step, bound to one cache (`FactoredAttention.token_attention`), with
+    everything that does not change from step to step made once.
 
     `qkv` (B, 3 * n_state) (q only, (B, n_state), for cross-attention) is a buffer for the layer's input projection
     to write into (`torch.addmm(..., out=attend.qkv)`); calling the object reads it, writes the scaled key and the
     value into their slot, advances cache.length and returns the attention (B, n_state), a new tensor. Its q and
     k/v halves, the scaled query's buffer split into heads and, for the kinds whose cache is a few rows (row,
     previous row, prime), the slot views and the key/value views a query attends to are made once and reused, so
-    a step is two multiplies and SDPA. Same arithmetic as `token_attend` (bit for bit: q times a vector holding
-    qk_scale in the tensor's dtype is q times the Python scalar).
+    a step is two multiplies and SDPA. The same arithmetic as the chunked path: the key stored times qk_scale, the
+    query times qk_scale (an fp32 vector; for an fp32 query the same bits as the Python scalar, for half precision
+    the product is rounded once, as for the keys) and SDPA with scale 1.
     """
 
     def __init__(self, attn: FactoredAttention, cache: KVCache):
@@ -510,7 +509,7 @@ class TokenAttention:
         assert cache.key_heads is not None and cache.value_heads is not None
         self.slots = cache.key.shape[1]
         self.q, self.kv = self.qkv[:, :c], self.qkv[:, c:]
-        self.q_scale = cache.kv_scale[:c].to(self.qkv.dtype)  # qk_scale, as the Python scalar would be rounded
+        self.q_scale = cache.kv_scale[:c]  # qk_scale, fp32
         self.q_heads_buffer = self.qkv.new_empty(self.batch, c)
         self.q_heads = self.q_heads_buffer.view(self.batch, attn.heads, 1, c // attn.heads)
         self.few_slots = kind in (BLOCK, PREV_BLOCK, PRIME)  # views of every slot and window are worth keeping

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, KVCache, TokenAttention, _linear
+from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, KVCache, _linear
 from openjukebox.transformer.config import TransformerConfig
 
 # attn_order -> kind of layer d. Orders 3, 4, 5 use the summary kinds (not implemented) and are left out.
@@ -127,11 +127,10 @@ def layer_token_step(layer: ResAttnBlock, cache: KVCache) -> TokenStep:
     Attribute access on an nn.Module goes through `Module.__getattr__`; a step touches some thirty weights and
     submodules per layer, which is a measurable share of a small model's per-token time. So are the wrappers
     around each op and each slice, so the step calls the ops `F.linear` and `F.layer_norm` resolve to (`addmm` on
-    the transposed weight, `native_layer_norm`), has the input projection write into the buffer of a
+    the transposed weight, `native_layer_norm`), has the input projection write into the buffer of the cache's
     `TokenAttention` and works in place on its own temporaries: the same arithmetic, op for op (sums and products
-    are taken in the other order only where IEEE arithmetic is commutative); 15-17 ops per layer where the generic
-    step makes 27.
-    The function holds views of the Parameters' current storage: in-place changes (`load_state_dict` without
+    are taken in the other order only where IEEE arithmetic is commutative): 15-17 tensor ops per layer. The
+    function holds views of the Parameters' current storage: in-place changes (`load_state_dict` without
     assign, optimiser steps) are seen, a Parameter given new storage afterwards (`.data = ...`,
     `use_decode_layout_`) is not; caches are made after the weights are settled. Models whose LayerNorms are not
     fp32 use `layer.token_step` as is.
@@ -146,7 +145,7 @@ def layer_token_step(layer: ResAttnBlock, cache: KVCache) -> TokenStep:
     fc_t, fc_b, mp_t, mp_b = mlp.fc.weight.t(), mlp.fc.bias, mlp.proj.weight.t(), mlp.proj.bias
     addmm, norm = torch.addmm, torch.native_layer_norm
     gelu_scale = torch.tensor(1.702, dtype=torch.float32, device=w0.device)  # a tensor multiplies faster than 1.702
-    attend = TokenAttention(attn, cache)
+    attend = attn.token_attention(cache)
     qkv = attend.qkv
 
     def step(x: torch.Tensor) -> torch.Tensor:
