@@ -5,15 +5,18 @@
 - `continue_sample`: extend saved codes (all levels) to a longer song;
 - `upsample`: keep the saved top-level codes and render the levels below.
 
-Each level is sampled window by window (`windows.plan_level`); a window's sampler gets the tokens already present
-in it as its prompt, the codes of the level above over the same span (upsamplers), and the window's label vector
-(offset and lyric window moved to the window, `Labeller.for_window`). The work of one window is a pure function
-of the codes so far and a generator seeded from (seed, level, window start, batch chunk), so a run stopped after
-any window and resumed from its saved codes produces the same bits as an uninterrupted one. With `generator`
-given instead, every window and batch chunk draws from that one generator in turn, top level first, as the
-original's loop draws from torch's global generator: seeded like the original's, it gives the original's codes
-(a resumed run then needs that generator's state as it was after the last saved window). `on_window` is called
-after every window (the run folder saves its state there) and `on_level` after every level (preview decodes).
+Each level is sampled window by window (`windows.plan_level`); a window's sampler gets the tokens already present in
+it as its prompt, the codes of the level above over the same span (upsamplers), and the window's label vector
+(offset and lyric window moved to the window, `Labeller.for_window`). The prompt is run through a fresh key/value
+cache, as the original does: in the new window the same tokens sit at other positions, with other position
+embeddings, timing signal, lyric window and codes above, so no key or value of the previous window's cache is valid
+there (reusing them would change the codes). The work of one window is a pure function of the codes so far and a
+generator seeded from (seed, level, window start, batch chunk), so a run stopped after any window and resumed from
+its saved codes produces the same bits as an uninterrupted one. With `generator` given instead, every window and
+batch chunk draws from that one generator in turn, top level first, as the original's loop draws from torch's global
+generator: seeded like the original's, it gives the original's codes (a resumed run then needs that generator's
+state as it was after the last saved window). `on_window` is called after every window (the run folder saves its
+state there) and `on_level` after every level (preview decodes).
 """
 
 from __future__ import annotations
