@@ -203,9 +203,11 @@ def build_case(case: str, quick: bool, sides: list[str], max_batch: int) -> Pair
     ours.eval()
     if ref is not None:
         ref.eval()
-    inputs = rp.make_inputs(ours.config, batch=max_batch)
-    y = inputs["y"] if ours.config.labels is not None else None
-    return Pair(case, ref, ours, y, time.perf_counter() - t0, inputs["upper"])
+    y = upper = None
+    if ours.config.labels is not None:  # the released kinds: labels, and codes of the level above for upsamplers
+        inputs = rp.make_inputs(ours.config, batch=max_batch)
+        y, upper = inputs["y"], inputs["upper"]
+    return Pair(case, ref, ours, y, time.perf_counter() - t0, upper)
 
 
 def step_bytes(ours: torch.nn.Module, element_size: int) -> int:
