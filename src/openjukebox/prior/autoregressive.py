@@ -174,19 +174,20 @@ class AutoregressivePrior(nn.Module):
         if x_cond is not None:
             cond = x_cond if x_cond.shape[1] == 1 else x_cond[:, start : start + n]
             h = h + cond
-        h = self.transformer.forward(h, cache=cache)  # no module-call overhead per token
+        return self._head(self.transformer.forward(h, cache=cache), cond)
+
+    def _head(self, h: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+        """The transformer's output h (..., W) to logits (or activations when `only_encode`), as `forward` does."""
         if not self.merged_decoder and cond is not None:
             h = h + cond
-        if self.only_encode:
-            return h
-        return self.x_out(h)
+        return h if self.only_encode else self.x_out(h)
 
     def _token_step(
         self, x: torch.Tensor, cache: TransformerCache, x_cond: torch.Tensor | None, start: int
     ) -> torch.Tensor:
         """`forward_cached` of one token x (B, 1) at position start > 0: the sampling step, called once per token,
         so the same ops with nothing around them (no checks, 3-D views or slices of the position tables)."""
-        b, w = x.shape[0], self.width
+        b = x.shape[0]
         h = F.embedding(x.view(b), self.x_emb.weight) + self.pos_emb[start]  # (B, W)
         cond = None
         if x_cond is not None:
@@ -194,11 +195,7 @@ class AutoregressivePrior(nn.Module):
             h = h + cond
         for step in cache.steps or self.transformer.token_steps(cache):
             h = step(h)
-        if not self.merged_decoder and cond is not None:
-            h = h + cond
-        if self.only_encode:
-            return h.view(b, 1, w)
-        return self.x_out(h).view(b, 1, -1)
+        return self._head(h, cond).view(b, 1, -1)
 
 
 def convert_autoregressive_state_dict(
