@@ -221,9 +221,16 @@ def step_bytes(ours: torch.nn.Module, element_size: int) -> int:
 
 
 def sample_ours(
-    ours, y, batch: int, tokens: int, seed: int, device: torch.device, upper: torch.Tensor | None = None
+    ours,
+    y,
+    batch: int,
+    tokens: int,
+    seed: int,
+    device: torch.device,
+    upper: torch.Tensor | None = None,
+    decode: str = "auto",
 ) -> tuple[torch.Tensor, list]:
-    """(codes (B, tokens), time stamps after each sampled token)."""
+    """(codes (B, tokens), time stamps after each sampled token); decode: the token loop (`sample_prior`)."""
     from openjukebox.prior.sampling import sample_prior
 
     stamps: list[float] = []
@@ -236,7 +243,7 @@ def sample_ours(
     codes = sample_prior(
         ours, batch, upper=None if upper is None else upper[:batch].to(device),
         y=None if y is None else y[:batch].to(device), chunk_size=CHUNK, length=tokens,
-        generator=generator, progress=progress,
+        generator=generator, progress=progress, decode=decode,
     )  # fmt: skip
     return codes, stamps
 
@@ -325,10 +332,17 @@ def bench_case(case: str, args, device: torch.device, bandwidth: float) -> list[
     results = []
     for batch in args.batches:
         sides = [Side("ours", lambda b, n: sample_ours(ours, pair.y, b, n, SEED, device, pair.upper), ours)]
+        if "ours-eager" in args.sides:  # our step launched op by op (what "ours" runs on the CPU anyway)
+            run_eager = lambda b, n: sample_ours(ours, pair.y, b, n, SEED, device, pair.upper, "eager")  # noqa: E731
+            sides.append(Side("ours-eager", run_eager, ours))
         if ref is not None:
             run_ref = lambda b, n: sample_reference(ref, pair.y, b, n, SEED, device, ref_fp16, pair.upper)  # noqa: E731
             sides.insert(0, Side("reference", run_ref, ref))
-        groups = [sides] if not cuda else [[s] for s in sides]  # on a GPU one side at a time holds the device
+        # On a GPU one side at a time holds the device (our two loops share one model).
+        groups = [sides]
+        if cuda:
+            theirs, our_loops = [s for s in sides if s.model is not ours], [s for s in sides if s.model is ours]
+            groups = [g for g in (theirs, our_loops) if g]
         for group in groups:
             for s in group:
                 s.model.to(device)
@@ -369,14 +383,21 @@ def bench_case(case: str, args, device: torch.device, bandwidth: float) -> list[
             if s.peak_bytes is not None:
                 r["peak_memory_gib"] = s.peak_bytes / 2**30
             res["sides"][s.name] = r
-        rs, os_ = res["sides"].get("reference", {}), res["sides"]["ours"]
-        if "tokens_per_s" in rs and "tokens_per_s" in os_:
-            os_["ratio_vs_reference"] = os_["tokens_per_s"] / rs["tokens_per_s"]
-        if len(sides) == 2 and all(s.codes is not None for s in sides):
-            same = torch.equal(sides[0].codes, sides[1].codes)
-            res["identical_tokens"] = same
-            if not cuda and not ref_fp16:  # fp32 on the CPU: the same seed must give the same codes
-                assert same, f"{case}, batch {batch}: ours and the reference sampled different tokens"
+        rs = res["sides"].get("reference", {})
+        by_name = {s.name: s for s in sides}
+        for name in ("ours", "ours-eager"):
+            os_ = res["sides"].get(name, {})
+            if "tokens_per_s" in rs and "tokens_per_s" in os_:
+                os_["ratio_vs_reference"] = os_["tokens_per_s"] / rs["tokens_per_s"]
+            pair_codes = [by_name[n].codes for n in ("reference", name) if n in by_name]
+            if len(pair_codes) == 2 and all(c is not None for c in pair_codes):
+                same = torch.equal(*pair_codes)
+                if name == "ours":
+                    res["identical_tokens"] = same
+                else:
+                    os_["identical_tokens"] = same
+                if not cuda and not ref_fp16:  # fp32 on the CPU: the same seed must give the same codes
+                    assert same, f"{case}, batch {batch}: {name} and the reference sampled different tokens"
         results.append(res)
         print(_line(res), flush=True)
     return results
@@ -399,9 +420,11 @@ def _line(res: dict) -> str:
     s = res["sides"]
     same = {True: "identical tokens", False: "DIFFERENT tokens", None: "tokens not compared"}
     ratio = s["ours"].get("ratio_vs_reference")
+    eager = s.get("ours-eager")
     return (
         f"{res['case']} batch {res['batch']}: reference {_fmt(s.get('reference'))}, ours {_fmt(s['ours'])}"
         + ("" if ratio is None else f" ({ratio:.2f}x)")
+        + ("" if eager is None else f", ours-eager {_fmt(eager)}")
         + f"; floor {res['floor_tokens_per_s']:.1f} tok/s; {same[res.get('identical_tokens')]}"
     )
 
@@ -552,6 +575,12 @@ def markdown(report: dict) -> str:
                 f"| {res['batch']} | {res['tokens']} | {_fmt(ref)} | {_fmt(ours)} | {ratio} "
                 f"| {res['floor_tokens_per_s']:.1f} tok/s | {frac(ref)} | {frac(ours)} | {same} |"
             )
+    for res in report["decode"]:
+        e = res["sides"].get("ours-eager")
+        if e and "tokens_per_s" in e:
+            ratio = f", {e['ratio_vs_reference']:.2f}x the reference" if "ratio_vs_reference" in e else ""
+            lines += ["", f"{res['case']}, batch {res['batch']}, ours with the eager loop (the step launched op by "
+                      f"op, no CUDA graph): {_fmt(e)}{ratio}, {e['fraction_of_floor']:.0%} of the floor."]  # fmt: skip
     for e in report.get("minute_estimates", []):
         ref = "-" if e["reference_minutes"] is None else f"{e['reference_minutes']:.1f} min"
         lines += ["", f"60 s of audio through all three levels with the {e['top']} top prior, from the batch-1 decode "
@@ -597,7 +626,8 @@ def main(argv: list[str] | None = None) -> dict:
                         "(default tiny=256,small=64; 256 on CUDA)")  # fmt: skip
     parser.add_argument("--warmup-tokens", type=int, default=8, help="tokens of the untimed run per side")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per side (median; best shown too)")
-    parser.add_argument("--sides", default="reference,ours", help="comma list of reference, ours")
+    parser.add_argument("--sides", default="reference,ours", help="comma list of reference, ours, ours-eager "
+                        "(ours with the step launched op by op instead of replayed as a CUDA graph)")  # fmt: skip
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dtype", default=None, choices=("fp32", "bf16", "fp16"),
@@ -617,8 +647,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.dtype is None:
         args.dtype = "bf16" if args.device == "cuda" else "fp32"
     args.sides = [s.strip() for s in args.sides.split(",") if s.strip()]
-    if "ours" not in args.sides or not set(args.sides) <= {"ours", "reference"}:
-        parser.error("--sides: 'ours' and optionally 'reference'")
+    if "ours" not in args.sides or not set(args.sides) <= {"ours", "reference", "ours-eager"}:
+        parser.error("--sides: 'ours' and optionally 'reference', 'ours-eager'")
     try:
         args.batches = [int(b) for b in args.batches.split(",") if b.strip()]
     except ValueError:
@@ -671,6 +701,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "decode": [],
         "hierarchy": None,
+        "minute_estimates": [],
     }
     print(
         f"torch {torch.__version__}, "
@@ -688,18 +719,22 @@ def main(argv: list[str] | None = None) -> dict:
             report["hierarchy"] = bench_hierarchy(args, device)
         else:
             report["decode"] += bench_case(case, args, device, bandwidth["floor_gb_per_s"] * 1e9)
-    report["minute_estimates"] = minute_estimates(report["decode"])
+        report["minute_estimates"] = minute_estimates(report["decode"])
+        _save(args.json, report)  # after every case, so that a run stopped by a time limit keeps what it measured
     for e in report["minute_estimates"]:
         print(f"60 s of audio with the {e['top']} top prior, from batch-1 decode rates: {e['ours_minutes']:.1f} min "
               f"(ours), {e['reference_minutes'] or float('nan'):.1f} min (reference)", flush=True)  # fmt: skip
     print()
     print(markdown(report))
-    if args.json:
+    return report
+
+
+def _save(path: Path | None, report: dict) -> None:
+    if path is not None:
         from openjukebox.fileio import write_json_atomic
 
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(args.json, report)
-    return report
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, report)
 
 
 if __name__ == "__main__":

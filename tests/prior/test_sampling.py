@@ -294,3 +294,59 @@ def test_bad_options_raise_user_errors(kwargs, message):
     y = _inputs(prior.config)["y"]
     with pytest.raises(OpenJukeboxError, match=message):
         sample_prior(prior, 2, y=y, **kwargs)
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def _weights(prior: Prior) -> dict[str, tuple[torch.Tensor, tuple[int, ...]]]:
+    return {name: (p.detach().clone(), p.stride()) for name, p in prior.named_parameters()}
+
+
+@pytest.mark.parametrize("kind", ["5b_lyrics", "1b_lyrics", "upsampler_level_0"])
+def test_column_blocks_draw_the_same_tokens_and_give_the_weights_back(kind, monkeypatch, two_threads):
+    """With the size limits lowered, the token loop multiplies by column blocks (P = 4, or 2 where 4 would be
+    narrower than 12 columns; narrower weights are left as they are) and draws the bits `addmm` draws;
+    afterwards every weight is back, same values, same layout."""
+    from openjukebox.transformer import block
+
+    prior = _prior(kind)
+    inputs = _inputs(prior.config)
+    kwargs = dict(upper=inputs["upper"], y=inputs["y"], prompt=inputs["codes"][:, :7], temperature=0.9)
+    want = sample_prior(prior, 2, generator=torch.Generator().manual_seed(4), **kwargs)  # too small to block
+    before = _weights(prior)
+    calls = []
+    product = block._blocked_addmm
+    monkeypatch.setattr(block, "_blocked_addmm", lambda *a, **k: calls.append(a[2].shape) or product(*a, **k))
+    for limit, value in (("BLOCK_MIN_TOTAL_BYTES", 0), ("BLOCK_MIN_BYTES", 0), ("BLOCK_MIN_COLUMNS", 12)):
+        monkeypatch.setattr(block, limit, value)
+    got = sample_prior(prior, 2, generator=torch.Generator().manual_seed(4), **kwargs)
+    assert torch.equal(got, want)
+    assert calls and {shape[0] for shape in calls} <= {2, 4}  # blocked products ran
+    after = _weights(prior)
+    assert after.keys() == before.keys()
+    for name, (value, stride) in before.items():
+        assert torch.equal(after[name][0], value) and after[name][1] == stride, name
+
+
+def test_column_blocks_give_the_weights_back_after_an_error(monkeypatch, two_threads):
+    from openjukebox.transformer import block
+
+    for limit, value in (("BLOCK_MIN_TOTAL_BYTES", 0), ("BLOCK_MIN_BYTES", 0), ("BLOCK_MIN_COLUMNS", 12)):
+        monkeypatch.setattr(block, limit, value)
+    prior = _prior("5b")
+    stack = prior.prior.transformer
+    stack.use_decode_layout_()
+    before = _weights(prior)
+    cache = prior.prior.new_cache(2, None, 16)
+    with pytest.raises(RuntimeError, match="stop"), stack.column_blocks(cache):
+        assert stack.layers[0].attn.in_proj.weight.numel() == 0  # its storage is the blocks' now
+        raise RuntimeError("stop")
+    assert cache.steps == []
+    for name, (value, stride) in _weights(prior).items():
+        assert torch.equal(value, before[name][0]) and stride == before[name][1], name

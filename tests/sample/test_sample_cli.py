@@ -115,6 +115,16 @@ def test_the_two_rng_modes_draw_differently_and_are_recorded(reference_run, refe
         assert json.loads((run / "level_0" / "metadata.json").read_text())["rng"] == rng
 
 
+def test_position_decode_gives_the_same_codes_and_is_recorded(tiny_model_dir, lyrics_file, reference_run, tmp_path):
+    """--decode position (the CUDA graph's step, run op by op on the CPU) draws the eager loop's codes here."""
+    out = tmp_path / "position"
+    assert main(_args(tiny_model_dir, lyrics_file, out, "--levels", "2", "--decode", "position")) == 0
+    assert np.array_equal(_codes(out, 2)["z2"], _codes(reference_run, 2)["z2"])
+    assert json.loads((out / "run.json").read_text())["decode"] == "position"
+    assert json.loads((out / "level_2" / "metadata.json").read_text())["decode"] == "position"
+    assert json.loads((reference_run / "level_0" / "metadata.json").read_text())["decode"] == "auto"
+
+
 def test_resume_with_a_different_model_is_refused(tiny_model_dir, lyrics_file, tmp_path, capsys):
     import shutil
 
@@ -168,6 +178,7 @@ def test_primed_mode_keeps_the_prompt(tiny_model_dir, lyrics_file, reference_run
         (["--mode", "continue"], "needs --codes"),
         (["--temperature", "2=-1"], "temperature must be > 0"),
         (["--top-k", "x=1"], "--top-k"),
+        (["--decode", "graph", "--device", "cpu"], "--decode graph needs a CUDA device"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, lyrics_file, tmp_path, capsys, extra, message):

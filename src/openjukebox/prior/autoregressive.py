@@ -197,6 +197,20 @@ class AutoregressivePrior(nn.Module):
             h = step(h)
         return self._head(h, cond).view(b, 1, -1)
 
+    def position_step(
+        self, x: torch.Tensor, position: torch.Tensor, cache: TransformerCache, x_cond: torch.Tensor | None
+    ) -> torch.Tensor:
+        """`forward_cached` of one token x (B,) long at the position held in `position` ((1,) long, > 0, on the
+        model's device) -> logits (B, input_bins): `Transformer.position_step` with the embedding, position table
+        and x_cond row looked up by tensor index, for a step captured as a CUDA graph (`prior.decode`). cache.length
+        is not advanced."""
+        h = self.x_emb.weight.index_select(0, x) + self.pos_emb.index_select(0, position)  # (B, W)
+        cond = None
+        if x_cond is not None:
+            cond = x_cond[:, 0] if x_cond.shape[1] == 1 else x_cond.index_select(1, position)[:, 0]
+            h = h + cond
+        return self._head(self.transformer.position_step(h, cache, position), cond)
+
 
 def convert_autoregressive_state_dict(
     original_sd: dict[str, torch.Tensor], prefix: str = ""

@@ -19,7 +19,10 @@ through per-layer steps made once with the cache (`layer_token_step`, `TokenAtte
 views prepared: 15-17 tensor ops per layer), the weights are put in the original's (in, out) layout once
 (`Transformer.use_decode_layout_`), the sampled token is fed back as it is (no indexing into the output), and the
 random numbers of the draws are made several steps at a time (`TokenDraws`). Samples are batched (B rows per
-step). None of this changes a sampled token: the arithmetic is the same, op for op.
+step), and on several CPU threads a stack too large for the CPU caches multiplies by its weights held as column
+blocks, one set per core (`Transformer.column_blocks`). None of this changes a sampled token: the arithmetic is
+the same, op for op, sum for sum. On a GPU the step is instead captured once per window as a CUDA graph and
+replayed per token (`prior/decode.py`, `decode="auto"`).
 
 Randomness: every draw is what `torch.multinomial(probs, 1, replacement=True, generator=generator)` draws (on the
 CPU an exact, faster form of it: see `draw`), which consumes the generator exactly as the original's
@@ -29,6 +32,7 @@ With a generator the samples are a pure function of its seed; with None the glob
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +43,7 @@ import torch.nn.functional as F
 
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior.autoregressive import AutoregressivePrior
+from openjukebox.prior.decode import PositionDecoder, decode_mode
 
 if TYPE_CHECKING:
     from openjukebox.prior.model import Prior
@@ -184,6 +189,7 @@ def sample_autoregressive(
     chunk_size: int = 32,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    decode: str = "auto",
 ) -> torch.Tensor:
     """Tokens (B, length) of one sequence: `known` kept as is, the rest sampled (the original's primed_sample).
 
@@ -193,6 +199,8 @@ def sample_autoregressive(
     Args:
         known: (B, K) tokens to continue, K <= length, or None.
         x_cond: (B, >= length, width) or (B, 1, width); y_cond: (B, 1, width); encoder_kv: (B, S, width).
+        decode: the token loop (`prior.decode.decode_mode`): "auto" replays the step as a CUDA graph on a GPU and
+            runs the eager loop (the original's tokens, bit for bit) elsewhere; "eager", "position", "graph".
     """
     device = model.x_emb.weight.device
     out = torch.empty(n_samples, length, dtype=torch.long, device=device)
@@ -208,22 +216,55 @@ def sample_autoregressive(
             end = min(begin + chunk_size, n_known)
             model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond)
         last = out[:, n_known - 1 : n_known] if n_known else out[:, :0]  # the first step feeds the start slot
+        mode = decode_mode(decode, out.device, length - n_known)
+        if mode != "eager":
+            decoder = PositionDecoder(model, cache, x_cond, temperature, top_k, top_p, generator)
+            _decode_by_position(decoder, out, n_known, y_cond, mode, progress)
+            return out
         draws, drawn = TokenDraws(generator, length - n_known), []
-        for position in range(n_known, length):
-            logits = model.forward_cached(last, cache, x_cond, y_cond)[:, -1]  # (B, bins)
-            if logits.dtype != torch.float32:
-                logits = logits.float()
-            if temperature != 1.0:  # dividing by 1 is exact: skip the op
-                logits = logits / temperature
-            if top_k or top_p:
-                logits = filter_logits(logits, top_k, top_p)
-            token = draws(logits)  # (B,)
-            drawn.append(token)
-            last = token.view(n_samples, 1)
-            if progress is not None:
-                progress(position - n_known + 1, length - n_known)
+        # Large CPU weights as column blocks while the tokens are drawn, so that every core streams them.
+        blocked = model.transformer.column_blocks(cache) if length - n_known >= 16 else contextlib.nullcontext()
+        with blocked:
+            for position in range(n_known, length):
+                logits = model.forward_cached(last, cache, x_cond, y_cond)[:, -1]  # (B, bins)
+                if logits.dtype != torch.float32:
+                    logits = logits.float()
+                if temperature != 1.0:  # dividing by 1 is exact: skip the op
+                    logits = logits / temperature
+                if top_k or top_p:
+                    logits = filter_logits(logits, top_k, top_p)
+                token = draws(logits)  # (B,)
+                drawn.append(token)
+                last = token.view(n_samples, 1)
+                if progress is not None:
+                    progress(position - n_known + 1, length - n_known)
         out[:, n_known:] = torch.stack(drawn, dim=1)
     return out
+
+
+def _decode_by_position(
+    decoder: PositionDecoder,
+    out: torch.Tensor,
+    n_known: int,
+    y_cond: torch.Tensor | None,
+    mode: str,
+    progress: Progress | None,
+) -> None:
+    """The tokens of `sample_autoregressive` after `n_known`, drawn by `decoder` into `out` (B, length) (position
+    0, the start slot, goes through `forward_cached` first)."""
+    model, cache, x_cond = decoder.model, decoder.cache, decoder.x_cond
+    total, begin = out.shape[1] - n_known, n_known
+    if begin == 0:
+        out[:, 0] = decoder.choose(model.forward_cached(out[:, :0], cache, x_cond, y_cond)[:, -1])
+        begin = 1
+        if progress is not None:
+            progress(1, total)
+
+    def moved(done: int, _: int) -> None:
+        if progress is not None:
+            progress(done + begin - n_known, total)
+
+    out[:, begin:] = decoder.run(out[:, begin - 1], out.shape[1] - begin, mode, moved)
 
 
 @dataclass
@@ -277,6 +318,7 @@ def sample_prior(
     length: int | None = None,
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
+    decode: str = "auto",
 ) -> torch.Tensor:
     """Sample one window of codes from `prior`.
 
@@ -292,6 +334,7 @@ def sample_prior(
             `sample_tokens`.
         generator: source of randomness (on the model's device); None uses torch's global generator.
         progress: called as progress(done, total) after each sampled code.
+        decode: the token loop, as `sample_autoregressive`.
     Returns:
         codes (B, length), prompt first.
     """
@@ -329,6 +372,7 @@ def sample_prior(
         chunk_size=chunk_size,
         generator=generator,
         progress=progress,
+        decode=decode,
     )
     # Merged mode: back to this level's codes; a lyric token drawn at a music position becomes code 0.
     return (tokens[:, n_prefix:] - window.shift).clamp(min=0)

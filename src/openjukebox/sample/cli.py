@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from openjukebox.checkpoints.hierarchy import OFFICIAL_MODELS, ModelDirs, resolve_model
 from openjukebox.errors import OpenJukeboxError
-from openjukebox.sample.settings import MODES, RNG_MODES, LevelSampling, default_sampling
+from openjukebox.sample.settings import DECODE_MODES, MODES, RNG_MODES, LevelSampling, default_sampling
 
 if TYPE_CHECKING:  # the CLI imports this module to build its help text: torch is imported only when sampling
     from openjukebox.sample.pipeline import Pipeline, Progress, WindowRequest
@@ -26,8 +26,8 @@ LEVEL_OPTIONS = {
 }
 
 
-def cached_window_sampler(r: WindowRequest):
-    """One window through the prior's key/value-cached sampler."""
+def cached_window_sampler(r: WindowRequest, decode: str = "auto"):
+    """One window through the prior's key/value-cached sampler; decode: its token loop (`sample_prior`)."""
     from openjukebox.prior.sampling import sample_prior
 
     s = r.settings
@@ -49,6 +49,7 @@ def cached_window_sampler(r: WindowRequest):
         length=r.length,
         generator=r.generator,
         progress=progress,
+        decode=decode,
     )
 
 
@@ -120,6 +121,14 @@ def add_sample_arguments(p: argparse.ArgumentParser) -> None:
         default="fp32",
         help="prior weights and activations (bf16/fp16 halve memory traffic on GPU; logits and draws stay fp32)",
     )
+    p.add_argument(
+        "--decode",
+        choices=DECODE_MODES,
+        default=DECODE_MODES[0],
+        help="the token loop: auto (default) replays each step as a CUDA graph on a GPU and runs the eager loop on "
+        "the CPU (the original's codes); eager: op by op everywhere; graph: CUDA graph (GPU only); position: the "
+        "graph's step op by op (for debugging)",
+    )
 
 
 def _spec_from_args(args: argparse.Namespace, dirs: ModelDirs, sr: int, top_hop: int, max_seconds: float) -> RunSpec:
@@ -178,6 +187,7 @@ def _spec_from_args(args: argparse.Namespace, dirs: ModelDirs, sr: int, top_hop:
         n_samples=args.n_samples,
         seed=args.seed,
         rng=args.rng,
+        decode=args.decode,
         artist=args.artist,
         genre=args.genre,
         lyrics=lyrics,
@@ -196,7 +206,11 @@ def _spec_from_args(args: argparse.Namespace, dirs: ModelDirs, sr: int, top_hop:
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
-def load_pipeline(dirs: ModelDirs, device: str, levels: list[int], precision: str = "fp32") -> Pipeline:
+def load_pipeline(
+    dirs: ModelDirs, device: str, levels: list[int], precision: str = "fp32", decode: str = "auto"
+) -> Pipeline:
+    import functools
+
     import torch
 
     from openjukebox.checkpoints.prior import load_prior, load_vocabularies
@@ -215,7 +229,8 @@ def load_pipeline(dirs: ModelDirs, device: str, levels: list[int], precision: st
         else:
             artists, genres = vocab if vocab is not None else (None, None)
             labellers[level] = Labeller(prior.config, artists, genres)
-    return Pipeline(vqvae, priors, labellers, cached_window_sampler, device=device)
+    sampler = functools.partial(cached_window_sampler, decode=decode)
+    return Pipeline(vqvae, priors, labellers, sampler, device=device)
 
 
 def check_song(pipeline: Pipeline, spec: RunSpec, allow_dropped_chars: bool = False) -> None:
@@ -293,14 +308,18 @@ def sample_cli(args: argparse.Namespace) -> None:
         run = SampleRun.open(args.resume)
         dirs = resolve_model(run.spec.model)
         run.check_model(dirs)
-        pipeline = load_pipeline(dirs, run.spec.device, sorted(run.spec.levels), run.spec.precision)
+        pipeline = load_pipeline(dirs, run.spec.device, sorted(run.spec.levels), run.spec.precision, run.spec.decode)
     else:
         if args.out is None:
             raise OpenJukeboxError("give --out RUN_DIR for a new run, or --resume RUN_DIR")
         check_new_run_folder(args.out)  # before loading any model
+        if args.decode == "graph" and not str(args.device).startswith("cuda"):
+            raise OpenJukeboxError(f"--decode graph needs a CUDA device, not {args.device}")
         dirs = resolve_model(args.model)
         levels = sorted({int(x) for x in args.levels.split(",") if x.strip().isdigit()} or {0, 1, 2})
-        pipeline = load_pipeline(dirs, args.device, [lv for lv in levels if lv in dirs.priors], args.precision)
+        pipeline = load_pipeline(
+            dirs, args.device, [lv for lv in levels if lv in dirs.priors], args.precision, args.decode
+        )
         top = pipeline.priors.get(2)
         sr = pipeline.vqvae.config.sample_rate
         labels = None if top is None else top.config.labels

@@ -41,7 +41,7 @@ from openjukebox.fileio import read_json_object, write_json_atomic
 from openjukebox.sample import library
 from openjukebox.sample.outputs import write_level_audio
 from openjukebox.sample.pipeline import Pipeline, Progress, Song
-from openjukebox.sample.settings import MODES, RNG_MODES, LevelSampling, default_sampling
+from openjukebox.sample.settings import DECODE_MODES, MODES, RNG_MODES, LevelSampling, default_sampling
 
 RUN_FILE = "run.json"
 STATE_FILE = "state.npz"
@@ -71,12 +71,15 @@ class RunSpec:
     precision: str = "fp32"  # prior weights: fp32, bf16 or fp16
     fingerprints: dict[str, str] = field(default_factory=dict)
     rng: str = "window"  # RNG_MODES
+    decode: str = "auto"  # DECODE_MODES: the token loop (on a GPU in half precision, loops may round differently)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise OpenJukeboxError(f"unknown sampling mode {self.mode!r}; known: {', '.join(MODES)}")
         if self.rng not in RNG_MODES:
             raise OpenJukeboxError(f"unknown random number mode {self.rng!r}; known: {', '.join(RNG_MODES)}")
+        if self.decode not in DECODE_MODES:
+            raise OpenJukeboxError(f"unknown decode mode {self.decode!r}; known: {', '.join(DECODE_MODES)}")
         if self.n_samples < 1:
             raise OpenJukeboxError(f"--n-samples must be >= 1, got {self.n_samples}")
 
@@ -330,5 +333,6 @@ class SampleRun:
             "python": platform.python_version(),
             "device": spec.device,
             "precision": spec.precision,
+            "decode": spec.decode,
         }
         write_json_atomic(folder / "metadata.json", json.loads(json.dumps(meta)))

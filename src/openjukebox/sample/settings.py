@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 MODES = ("ancestral", "primed", "continue", "upsample")
 RNG_MODES = ("window", "original")  # one generator per window (seed, position) / one stream, as the original
+# The token loop: prior.decode.DECODE_MODES (a test keeps the two equal; this module does not import torch).
+DECODE_MODES = ("auto", "eager", "position", "graph")
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,11 @@ overhead; forward hooks on `in_proj`/`proj` are not run while decoding). Weights
 That step is a `TokenAttention` bound to the cache, with its buffers and views made once (the fp32 sampling path of
 `block.layer_token_step` has the projection write straight into its buffer).
 
+For CUDA graphs the same step also exists with the position held in a tensor (`position_slots`,
+`position_attend`): the slot written and the keys seen are computed on the device, and the query attends to a
+fixed set of slots (its row, column, ring row, prime prefix or the whole dense cache) with the ones it may not see
+masked out, so every position runs the same kernels on the same shapes.
+
 Fidelity: q and k are each scaled by d_head^-1/4 before the product (the original's training path) and the
 score scale passed to SDPA is 1; the original's sampling path scales the product by d_head^-1/2 instead, equal up
 to rounding. For fp16/bf16 inputs the fused SDPA kernels accumulate the softmax in fp32, as the original did by
@@ -109,6 +114,22 @@ class KVCache:
     key_heads: torch.Tensor | None = None
     value_heads: torch.Tensor | None = None
     attention: TokenAttention | None = None  # the one-position step bound to this cache, made on first use
+
+
+@dataclass
+class PositionSlots:
+    """Where one position's key goes in a self-attention cache and which slots its query sees, as tensors computed
+    from a position held in a tensor (`FactoredAttention.position_slots`); shared by the layers of one kind.
+
+    slot: (1,) long, the slot written. keep: (1,) bool, whether the key is stored at all (prime attention only).
+    select: (1,) long, the column (transpose block) or ring row (previous row) the query reads, or None for the
+    whole cache. mask: (1, 1, 1, keys) bool, True where the query may attend, or None for every key.
+    """
+
+    slot: torch.Tensor
+    keep: torch.Tensor | None = None
+    select: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
 
 class FactoredAttention(nn.Module):
@@ -384,6 +405,60 @@ class FactoredAttention(nn.Module):
         assert kind == PRIME, f"no single-token slots for attention kind {kind}"
         p = self.prime_keys  # only the key prefix is stored and seen
         return (start if start < p else None), (0, min(start + 1, p))
+
+    # -- the same step at a position held in a tensor (CUDA graphs) ---------------------------------------------
+
+    def position_slots(self, position: torch.Tensor, slots: int) -> PositionSlots:
+        """`token_slots` for the position in `position` ((1,) long, on the cache's device), as tensors: the same ops
+        and shapes at every position, so that a step built on them can be captured once and replayed (no
+        position is read back to the host). The query sees a fixed set of slots, the ones `token_slots` gives
+        and, masked out, the rest of its row, column, dense cache or prime prefix. Cross-attention needs none."""
+        kind, device = self.attn_func, position.device
+
+        def upto(n: int, last: torch.Tensor) -> torch.Tensor:  # (1, 1, 1, n): slots 0 .. last may be attended
+            return (torch.arange(n, device=device) <= last).view(1, 1, 1, n)
+
+        if kind == DENSE:
+            return PositionSlots(slot=position, mask=upto(slots, position))
+        if kind == PRIME:
+            p = self.prime_keys  # only the key prefix is stored and seen; later keys are not written
+            return PositionSlots(slot=position.clamp(max=p - 1), keep=position < p, mask=upto(p, position))
+        bc = self.block_ctx
+        row, col = torch.div(position, bc, rounding_mode="floor"), position.remainder(bc)
+        if kind == BLOCK:
+            return PositionSlots(slot=col, mask=upto(bc, col))
+        if kind == TRANSPOSE_BLOCK:
+            rows = slots // bc
+            return PositionSlots(slot=col * rows + row, select=col, mask=upto(rows, row))
+        assert kind == PREV_BLOCK, f"no position slots for attention kind {kind}"
+        # Row r's keys are ring row r % 2; the previous ring row of row 0 was never written, so it holds the zeros
+        # the cache was made with, and attending to all-zero keys and values gives exactly the zeros
+        # `TokenAttention` returns there.
+        return PositionSlots(slot=row.remainder(2) * bc + col, select=(row + 1).remainder(2))
+
+    def position_attend(self, qkv: torch.Tensor, cache: KVCache, where: PositionSlots | None) -> torch.Tensor:
+        """`token_attend` at the position `where` was made for (`position_slots`; None for cross-attention):
+        qkv (B, 3 * n_state) (q only for cross-attention) -> (B, n_state). Stores the new key and value; does not
+        advance cache.length (the caller, which holds the position, does). The same products as `TokenAttention`
+        (key and query times the fp32 qk_scale, SDPA with scale 1); the masked slots add exact zeros, but the
+        kernels may sum over more keys in another order, so results agree to rounding, not bit for bit."""
+        b, c = qkv.shape[0], self.n_state
+        d_head = c // self.heads
+        if self.attn_func == ENC_DEC:
+            return self._attend(qkv.view(b, 1, c), cache.key, cache.value, k_scaled=True).view(b, c)
+        assert where is not None and cache.kv is not None and cache.kv_scale is not None
+        assert cache.key_heads is not None and cache.value_heads is not None
+        new = (qkv[:, c:] * cache.kv_scale).to(cache.kv.dtype)  # key * qk_scale, value * 1, rounded once
+        if where.keep is not None:  # prime: past the prefix, the slot keeps what it holds
+            new = torch.where(where.keep, new, cache.kv.index_select(1, where.slot).view(b, 2 * c))
+        cache.kv.index_copy_(1, where.slot, new.view(b, 1, 2 * c))
+        q = (qkv[:, :c] * cache.kv_scale[:c]).to(qkv.dtype).view(b, self.heads, 1, d_head)
+        keys, values = cache.key_heads, cache.value_heads  # (B, H, slots, d_head)
+        if where.select is not None:  # one column (transpose block) or ring row (previous row) of the cache
+            groups = self.block_ctx if self.attn_func == TRANSPOSE_BLOCK else 2
+            keys, values = (z.unflatten(2, (groups, -1)).index_select(2, where.select)[:, :, 0] for z in (keys, values))
+        a = F.scaled_dot_product_attention(q, keys, values, attn_mask=where.mask, scale=1.0)  # (B, H, 1, d_head)
+        return a.reshape(b, c)
 
     def _dense_step(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, start: int

@@ -8,19 +8,22 @@ For incremental decoding, `Transformer.new_cache` gives one preallocated `KVCach
 `TransformerCache`) and `Transformer.forward(x, cache=cache)` runs the next positions through every layer. One
 position (sampling) goes through `ResAttnBlock.token_step` on 2-D (B, width) activations, calling the
 submodules' weights directly: a step is a few dozen tensor ops per layer, so Python and module-call overhead is
-kept out of it. `Transformer.use_decode_layout_` stores the weights column-major for faster one-row products.
+kept out of it. `Transformer.use_decode_layout_` stores the weights column-major for faster one-row products, and
+`Transformer.column_blocks` holds them as column blocks, one set per CPU core, while a window's tokens are drawn.
+`Transformer.position_step` is the one-token step at a position held in a tensor, for CUDA graphs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, KVCache, _linear
+from openjukebox.transformer.attention import ENC_DEC, FactoredAttention, KVCache, PositionSlots, _linear
 from openjukebox.transformer.config import TransformerConfig
 
 # attn_order -> kind of layer d. Orders 3, 4, 5 use the summary kinds (not implemented) and are left out.
@@ -117,11 +120,74 @@ class ResAttnBlock(nn.Module):
         h = x + self.attn.token_step(self.attn_norm.forward(x), cache)
         return h + self.mlp.forward_direct(self.mlp_norm.forward(h))
 
+    def position_step(self, x: torch.Tensor, cache: KVCache, where: PositionSlots | None) -> torch.Tensor:
+        """`token_step` at a position held in a tensor (`FactoredAttention.position_slots`), for CUDA graphs:
+        x (B, width) -> (B, width); cache.length is not advanced."""
+        attn = self.attn
+        qkv = F.linear(self.attn_norm.forward(x), attn.in_proj.weight, attn.in_proj.bias)
+        h = x + F.linear(attn.position_attend(qkv, cache, where), attn.proj.weight, attn.proj.bias)
+        return h + self.mlp.forward_direct(self.mlp_norm.forward(h))
+
 
 TokenStep = Callable[[torch.Tensor], torch.Tensor]  # (B, width) -> (B, width), one layer bound to its cache
 
+# Column blocks pay where the weights are streamed from memory at every step: a stack whose linear weights fill
+# less than BLOCK_MIN_TOTAL_BYTES stays in the CPU's caches (there addmm is as fast, and a step is bound by its
+# per-op overhead instead), and a matrix under BLOCK_MIN_BYTES is too small for its blocks to be worth a call each.
+BLOCK_MIN_TOTAL_BYTES = 64 << 20
+BLOCK_MIN_BYTES = 256 << 10
+BLOCK_MIN_COLUMNS = 64  # narrower blocks: fewer, wider ones
+_BLOCKS_EXACT: dict[tuple[int, int, int, int, int], bool] = {}
 
-def layer_token_step(layer: ResAttnBlock, cache: KVCache) -> TokenStep:
+
+def _block_parts(weight: torch.Tensor, batch: int, threads: int) -> int:
+    """Column blocks to hold `weight` (out, in) in under `Transformer.column_blocks`, or 0 to leave it as it is.
+
+    2 x threads blocks (fewer if they would be narrower than BLOCK_MIN_COLUMNS) for an fp32 CPU weight of at least
+    BLOCK_MIN_BYTES in the decode layout whose blocked product gives `addmm`'s bits on this build (checked once
+    per shape, batch and threads). One thread: 0 (as fast either way, so not worth the copies).
+    """
+    if threads < 2 or weight.device.type != "cpu" or weight.dtype != torch.float32 or weight.dim() != 2:
+        return 0
+    n_out, n_in = weight.shape
+    if weight.numel() * 4 < BLOCK_MIN_BYTES or weight.stride() != (1, n_out):
+        return 0
+    parts = 2 * threads
+    while parts > 1 and (n_out % parts or n_out // parts < BLOCK_MIN_COLUMNS):
+        parts //= 2
+    if parts < 2:
+        return 0
+    key = (n_in, n_out, parts, batch, threads)
+    if key not in _BLOCKS_EXACT:
+        g = torch.Generator().manual_seed(0)
+        w_t, bias = torch.randn(n_in, n_out, generator=g), torch.randn(n_out, generator=g)
+        blocks = w_t.unflatten(1, (parts, -1)).transpose(0, 1).contiguous()
+        exact = True
+        for rows in sorted({1, batch}):
+            x = torch.randn(rows, n_in, generator=g)
+            got = _blocked_addmm(bias.view(parts, 1, -1), x, blocks)
+            exact = exact and torch.equal(got, torch.addmm(bias, x, w_t))
+        _BLOCKS_EXACT[key] = exact
+    return parts if _BLOCKS_EXACT[key] else 0
+
+
+def _blocked_addmm(
+    bias: torch.Tensor, x: torch.Tensor, blocks: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """`torch.addmm(bias, x, w)` for w (in, out) held as column blocks (P, in, out / P) and bias as (P, 1, out / P):
+    one batched product over the blocks (the same sums per output element, in the same order), then the blocks'
+    columns put side by side. x (B, in) -> (B, out), written into `out` when given."""
+    parts, _, k = blocks.shape
+    y = torch.baddbmm(bias, x.expand(parts, *x.shape), blocks).transpose(0, 1)  # (B, P, k)
+    if out is None:
+        return y.reshape(x.shape[0], parts * k)
+    out.view(x.shape[0], parts, k).copy_(y)
+    return out
+
+
+def layer_token_step(
+    layer: ResAttnBlock, cache: KVCache, blocks: dict[nn.Linear, torch.Tensor] | None = None
+) -> TokenStep:
     """`layer.token_step` bound to `cache`, with every weight looked up and every buffer made once, here.
 
     Attribute access on an nn.Module goes through `Module.__getattr__`; a step touches some thirty weights and
@@ -133,7 +199,8 @@ def layer_token_step(layer: ResAttnBlock, cache: KVCache) -> TokenStep:
     function holds views of the Parameters' current storage: in-place changes (`load_state_dict` without
     assign, optimiser steps) are seen, a Parameter given new storage afterwards (`.data = ...`,
     `use_decode_layout_`) is not; caches are made after the weights are settled. Models whose LayerNorms are not
-    fp32 use `layer.token_step` as is.
+    fp32 use `layer.token_step` as is. `blocks`: the linears whose weights are held as column blocks
+    (`Transformer.column_blocks`), multiplied by `_blocked_addmm` instead of `addmm`.
     """
     norms = (layer.attn_norm, layer.mlp_norm)
     if any(n.weight is None or n.bias is None or n.weight.dtype != torch.float32 for n in norms):
@@ -141,9 +208,18 @@ def layer_token_step(layer: ResAttnBlock, cache: KVCache) -> TokenStep:
     shape, eps0, eps1 = layer.attn_norm.normalized_shape, layer.attn_norm.eps, layer.mlp_norm.eps
     w0, b0, w1, b1 = layer.attn_norm.weight, layer.attn_norm.bias, layer.mlp_norm.weight, layer.mlp_norm.bias
     attn, mlp = layer.attn, layer.mlp
-    in_t, in_b, out_t, out_b = attn.in_proj.weight.t(), attn.in_proj.bias, attn.proj.weight.t(), attn.proj.bias
-    fc_t, fc_b, mp_t, mp_b = mlp.fc.weight.t(), mlp.fc.bias, mlp.proj.weight.t(), mlp.proj.bias
-    addmm, norm = torch.addmm, torch.native_layer_norm
+    blocks = blocks or {}
+
+    def product(linear: nn.Linear) -> tuple[Callable[..., torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(the product to call as addmm(bias, x, weight, out=...), its weight, its bias)."""
+        if linear in blocks:
+            w = blocks[linear]
+            return _blocked_addmm, w, linear.bias.view(w.shape[0], 1, w.shape[2])
+        return torch.addmm, linear.weight.t(), linear.bias
+
+    (mm_in, in_t, in_b), (mm_out, out_t, out_b) = product(attn.in_proj), product(attn.proj)
+    (mm_fc, fc_t, fc_b), (mm_mp, mp_t, mp_b) = product(mlp.fc), product(mlp.proj)
+    norm = torch.native_layer_norm
     gelu_scale = torch.tensor(1.702, dtype=torch.float32, device=w0.device)  # a tensor multiplies faster than 1.702
     attend = attn.token_attention(cache)
     qkv = attend.qkv
@@ -151,11 +227,11 @@ def layer_token_step(layer: ResAttnBlock, cache: KVCache) -> TokenStep:
     def step(x: torch.Tensor) -> torch.Tensor:
         if x.dtype != torch.float32 or x.shape[0] != attend.batch:
             return layer.token_step(x, cache)  # raises on a batch the cache was not made for
-        addmm(in_b, norm(x, shape, w0, b0, eps0)[0], in_t, out=qkv)
-        h = addmm(out_b, attend(), out_t).add_(x)
-        f = addmm(fc_b, norm(h, shape, w1, b1, eps1)[0], fc_t)
+        mm_in(in_b, norm(x, shape, w0, b0, eps0)[0], in_t, out=qkv)
+        h = mm_out(out_b, attend(), out_t).add_(x)
+        f = mm_fc(fc_b, norm(h, shape, w1, b1, eps1)[0], fc_t)
         f = f.mul(gelu_scale).sigmoid_().mul_(f)  # quick_gelu, f * sigmoid(1.702 f)
-        return addmm(mp_b, f, mp_t).add_(h)
+        return mm_mp(mp_b, f, mp_t).add_(h)
 
     return step
 
@@ -210,6 +286,51 @@ class Transformer(nn.Module):
                 if w.device.type == "cpu" and w.dim() == 2 and w.is_contiguous() and min(w.shape) > 1:
                     w.data = w.data.t().contiguous().t()  # (out, in) shape, (in, out) memory
 
+    @contextlib.contextmanager
+    def column_blocks(self, cache: TransformerCache) -> Iterator[None]:
+        """Within: the layers' linear weights (fp32, on the CPU, a stack too large for the CPU caches, several
+        threads) held as column blocks (P, in, out / P), and `cache`'s one-token steps multiplying by them with one
+        batched product (`_blocked_addmm`) instead of `addmm`.
+
+        A one-row `addmm` streams the weights on one core (~22 GB/s on this machine, on 1 thread or 2); the batched
+        product gives each core its own blocks (P = 2 x threads), each read front to back: ~41 GB/s on 2 threads
+        over the `small` prior's weights (BENCHMARKS.md). Every output element is the same sum in the same order,
+        so the tokens are the same bits: checked once per (shape, batch, threads) and process against `addmm`, and
+        a weight that fails the check is left as it is. The weights' own storage is given up meanwhile (the blocks
+        are not a second copy) and rebuilt on exit, one weight at a time: same values, same layout. Inside, only
+        the cache's one-token steps may use the layers (priming several positions at a time comes before); the
+        cache's steps are rebuilt on entry and cleared on exit. With nothing to block, nothing is touched.
+        """
+        threads = torch.get_num_threads()
+        linears = [
+            linear
+            for layer in self.layers
+            for linear in (layer.attn.in_proj, layer.attn.proj, layer.mlp.fc, layer.mlp.proj)
+        ]
+        if sum(linear.weight.numel() * linear.weight.element_size() for linear in linears) < BLOCK_MIN_TOTAL_BYTES:
+            linears = []
+        parts = {linear: _block_parts(linear.weight, cache.batch, threads) for linear in linears}
+        parts = {linear: p for linear, p in parts.items() if p}
+        if not parts:
+            yield
+            return
+        blocks: dict[nn.Linear, torch.Tensor] = {}
+        cache.steps = []  # the old steps hold views of the weights' storage
+        try:
+            with torch.inference_mode(False), torch.no_grad():  # normal tensors: the weights outlive this window
+                for linear, p in parts.items():
+                    w_t = linear.weight.data.t()  # (in, out), contiguous in the decode layout
+                    blocks[linear] = w_t.unflatten(1, (p, -1)).transpose(0, 1).contiguous()
+                    linear.weight.data = w_t.new_empty(0)
+            cache.steps = [layer_token_step(layer, c, blocks) for layer, c in zip(self.layers, cache.layers)]
+            yield
+        finally:
+            cache.steps = []
+            with torch.inference_mode(False), torch.no_grad():
+                while blocks:  # each block freed as soon as its weight is back
+                    linear, b = blocks.popitem()
+                    linear.weight.data = b.transpose(0, 1).flatten(1).t()  # (out, in), (in, out) memory
+
     @property
     def attn_funcs(self) -> list[int]:
         """Attention kind of each layer."""
@@ -241,6 +362,24 @@ class Transformer(nn.Module):
         if not cache.steps:
             cache.steps = [layer_token_step(layer, c) for layer, c in zip(self.layers, cache.layers)]
         return cache.steps
+
+    def position_step(self, x: torch.Tensor, cache: TransformerCache, position: torch.Tensor) -> torch.Tensor:
+        """One position of incremental decoding at the position held in `position` ((1,) long, on the weights'
+        device): x (B, width) -> (B, width), every layer's cache written at that position. The same ops and shapes
+        at every position and no value read back to the host, so the step can be captured as a CUDA graph and
+        replayed (`prior.decode`); each attention kind's slots and mask are computed once per step and shared by
+        its layers. cache.length is not advanced. Agrees with the one-token `forward` to rounding."""
+        assert len(cache.layers) == len(self.layers), "cache built for another stack"
+        shared: dict[tuple[int, int], PositionSlots] = {}
+        for layer, layer_cache in zip(self.layers, cache.layers):
+            where = None
+            if layer.attn_func != ENC_DEC:
+                key = (layer.attn_func, layer_cache.key.shape[1])
+                where = shared.get(key)
+                if where is None:
+                    where = shared[key] = layer.attn.position_slots(position, key[1])
+            x = layer.position_step(x, layer_cache, where)
+        return x
 
     def forward(
         self, x: torch.Tensor, encoder_kv: torch.Tensor | None = None, cache: TransformerCache | None = None
