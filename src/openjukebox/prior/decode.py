@@ -31,7 +31,7 @@ from openjukebox.prior.autoregressive import AutoregressivePrior
 from openjukebox.transformer.block import TransformerCache
 
 DECODE_MODES = ("auto", "eager", "position", "graph")  # also in sample/settings.py, which may not import torch
-GRAPH_MIN_STEPS = 16  # fewer tokens than this: capturing costs more than it saves
+GRAPH_MIN_STEPS = 64  # fewer tokens: the eager loop (capture takes time of its own; to be measured on a GPU)
 Progress = Callable[[int, int], None]
 
 
