@@ -29,11 +29,20 @@ def _window_tokens(prior, batch: int = 2):
     return window, tokens
 
 
+def _on(device: str, prior, dtype: torch.dtype):
+    """A copy of `prior` on `device` in `dtype` (the shared CPU prior stays as it is)."""
+    import copy
+
+    return copy.deepcopy(prior).to(device=device, dtype=dtype)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_position_step_logits_agree_with_the_token_step(kind):
+@pytest.mark.parametrize("dtype, atol", [(torch.float32, 2e-6), (torch.bfloat16, 0.05)], ids=["fp32", "bf16"])
+def test_position_step_logits_agree_with_the_token_step(kind, dtype, atol):
     """Teacher-forced through the cache one position at a time, after the start slot: the position step gives the
-    eager token step's logits at every position (rows, columns, ring rows, prime prefix and beyond)."""
-    prior = _prior(kind)
+    eager token step's logits at every position (rows, columns, ring rows, prime prefix and beyond); in bf16 (the
+    GPU's precision, run here on the CPU) to its rounding (logits are ~0.2 here)."""
+    prior = _on("cpu", _prior(kind), dtype) if dtype != torch.float32 else _prior(kind)
     model = prior.prior
     window, tokens = _window_tokens(prior)
     n = tokens.shape[1]
@@ -48,8 +57,8 @@ def test_position_step_logits_agree_with_the_token_step(kind):
                     rows.append(model.forward_cached(tokens[:, p - 1 : p], cache, window.x_cond, window.y_cond)[:, -1])
                 else:
                     rows.append(model.position_step(tokens[:, p - 1], position.fill_(p), cache, window.x_cond))
-            logits[mode] = torch.stack(rows, dim=1)
-    torch.testing.assert_close(logits["position"], logits["eager"], rtol=0, atol=2e-6)
+            logits[mode] = torch.stack(rows, dim=1).float()
+    torch.testing.assert_close(logits["position"], logits["eager"], rtol=0, atol=atol)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -74,6 +83,16 @@ def test_position_decoding_draws_the_eager_tokens(kind, prompt, options):
     assert torch.equal(states["position"], states["eager"])  # the generator ends where the eager loop leaves it
     n = prior.config.n_ctx - prompt
     assert ticks["position"] == ticks["eager"] == [(i, n) for i in range(1, n + 1)]
+
+
+def test_position_decoding_samples_in_bf16():
+    """The GPU's precision through the whole position loop (on the CPU): codes in range, the prompt kept."""
+    prior = _on("cpu", _prior("1b_lyrics"), torch.bfloat16)
+    inputs = _inputs(prior.config, batch=2)
+    prompt = inputs["codes"][:, :5]
+    codes = sample_prior(prior, 2, y=inputs["y"], prompt=prompt, length=30, decode="position")
+    assert codes.shape == (2, 30) and torch.equal(codes[:, :5], prompt)
+    assert int(codes.min()) >= 0 and int(codes.max()) < prior.config.bins
 
 
 def test_the_draw_is_multinomials():
@@ -119,13 +138,6 @@ def test_position_decoding_refuses_non_finite_logits():
     finally:
         with torch.no_grad():
             prior.prior.x_out.weight.copy_(original)
-
-
-def _on(device: str, prior, dtype: torch.dtype):
-    """A copy of `prior` on `device` in `dtype` (the shared CPU prior stays as it is)."""
-    import copy
-
-    return copy.deepcopy(prior).to(device=device, dtype=dtype)
 
 
 @cuda

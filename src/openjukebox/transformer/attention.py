@@ -440,19 +440,20 @@ class FactoredAttention(nn.Module):
         """`token_attend` at the position `where` was made for (`position_slots`; None for cross-attention):
         qkv (B, 3 * n_state) (q only for cross-attention) -> (B, n_state). Stores the new key and value; does not
         advance cache.length (the caller, which holds the position, does). The same products as `TokenAttention`
-        (key and query times the fp32 qk_scale, SDPA with scale 1); the masked slots add exact zeros, but the
-        kernels may sum over more keys in another order, so results agree to rounding, not bit for bit."""
+        (key and query times the fp32 qk_scale, rounded once into qkv's dtype; SDPA with scale 1); the masked slots
+        add exact zeros, but the kernels may sum over more keys in another order, so results agree to rounding,
+        not bit for bit."""
         b, c = qkv.shape[0], self.n_state
         d_head = c // self.heads
         if self.attn_func == ENC_DEC:
             return self._attend(qkv.view(b, 1, c), cache.key, cache.value, k_scaled=True).view(b, c)
         assert where is not None and cache.kv is not None and cache.kv_scale is not None
         assert cache.key_heads is not None and cache.value_heads is not None
-        new = (qkv[:, c:] * cache.kv_scale).to(cache.kv.dtype)  # key * qk_scale, value * 1, rounded once
+        new = torch.mul(qkv[:, c:], cache.kv_scale, out=qkv.new_empty(b, 2 * c))  # key * qk_scale, value * 1
         if where.keep is not None:  # prime: past the prefix, the slot keeps what it holds
             new = torch.where(where.keep, new, cache.kv.index_select(1, where.slot).view(b, 2 * c))
         cache.kv.index_copy_(1, where.slot, new.view(b, 1, 2 * c))
-        q = (qkv[:, :c] * cache.kv_scale[:c]).to(qkv.dtype).view(b, self.heads, 1, d_head)
+        q = torch.mul(qkv[:, :c], cache.kv_scale[:c], out=qkv.new_empty(b, c)).view(b, self.heads, 1, d_head)
         keys, values = cache.key_heads, cache.value_heads  # (B, H, slots, d_head)
         if where.select is not None:  # one column (transpose block) or ring row (previous row) of the cache
             groups = self.block_ctx if self.attn_func == TRANSPOSE_BLOCK else 2

@@ -122,11 +122,21 @@ class ResAttnBlock(nn.Module):
 
     def position_step(self, x: torch.Tensor, cache: KVCache, where: PositionSlots | None) -> torch.Tensor:
         """`token_step` at a position held in a tensor (`FactoredAttention.position_slots`), for CUDA graphs:
-        x (B, width) -> (B, width); cache.length is not advanced."""
+        x (B, width) -> (B, width); cache.length is not advanced. On a GPU each op is a kernel of its own even in a
+        graph, so the LayerNorms run as one `F.layer_norm` each when their parameters have the activations' dtype
+        (in half precision the kernel accumulates in fp32 and rounds once, as `LayerNorm`'s upcast does, up to its
+        summation order) instead of five ops."""
         attn = self.attn
-        qkv = F.linear(self.attn_norm.forward(x), attn.in_proj.weight, attn.in_proj.bias)
+        qkv = F.linear(_layer_norm(self.attn_norm, x), attn.in_proj.weight, attn.in_proj.bias)
         h = x + F.linear(attn.position_attend(qkv, cache, where), attn.proj.weight, attn.proj.bias)
-        return h + self.mlp.forward_direct(self.mlp_norm.forward(h))
+        return h + self.mlp.forward_direct(_layer_norm(self.mlp_norm, h))
+
+
+def _layer_norm(norm: LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    """`norm(x)` in one op where its parameters have x's dtype, else through its fp32 upcast."""
+    if norm.weight is not None and norm.weight.dtype == x.dtype:
+        return F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+    return norm.forward(x)
 
 
 TokenStep = Callable[[torch.Tensor], torch.Tensor]  # (B, width) -> (B, width), one layer bound to its cache
