@@ -88,6 +88,27 @@ def test_only_encode_returns_activations():
     assert not hasattr(prior, "x_out")
 
 
+@pytest.mark.parametrize("chunks", [[5, 7, 1], [1, 1, 11]], ids=["chunks", "single-positions"])
+def test_priming_without_logits_fills_the_same_cache(chunks):
+    """`forward_cached(..., logits=False)` (priming, as the original's primed_sample: no output head) returns the
+    transformer's output and leaves the cache as the logits path does: the next logits are the same bits."""
+    torch.manual_seed(0)
+    prior = AutoregressivePrior(CONFIG, BINS, merged_decoder=False, y_cond=False).eval()
+    x = torch.randint(0, BINS, (2, sum(chunks)))
+    x_cond = torch.randn(2, N_CTX, WIDTH)
+    nexts = []
+    with torch.no_grad():
+        for logits in (True, False):
+            cache = prior.new_cache(2)
+            done = 0
+            for i, n in enumerate(chunks):  # the first call also places the start slot
+                out = prior.forward_cached(x[:, done : done + n - (i == 0)], cache, x_cond, logits=logits)
+                assert out.shape == (2, n, BINS if logits else WIDTH)
+                done += n - (i == 0)
+            nexts.append(prior.forward_cached(x[:, done : done + 1], cache, x_cond))
+    assert torch.equal(nexts[0], nexts[1])
+
+
 def test_convert_strips_prefix_and_drops_other_keys():
     ref = reference.ConditionalAutoregressive2D(
         input_shape=(N_CTX,), bins=BINS, width=WIDTH, depth=1, heads=HEADS, attn_order=0, y_cond=False

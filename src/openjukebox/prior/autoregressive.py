@@ -137,6 +137,7 @@ class AutoregressivePrior(nn.Module):
         cache: TransformerCache,
         x_cond: torch.Tensor | None = None,
         y_cond: torch.Tensor | None = None,
+        logits: bool = True,
     ) -> torch.Tensor:
         """Append tokens to the input sequence [start, x_0, x_1, ...] and return the logits at the new positions.
 
@@ -149,11 +150,13 @@ class AutoregressivePrior(nn.Module):
             cache: from `new_cache`, updated in place.
             x_cond: (B, T, width) over the whole sequence (T >= the last position + 1) or (B, 1, width).
             y_cond: (B, 1, width) when the prior has label conditioning.
+            logits: False when only the cache matters (priming a window with known tokens, as the original's
+                primed_sample): the output head is skipped and the transformer's output returned.
         Returns:
-            logits (B, L', input_bins), or activations (B, L', width) when `only_encode`.
+            logits (B, L', input_bins), or activations (B, L', width) when `only_encode` or not `logits`.
         """
         b, start = x.shape[0], cache.length
-        if start > 0 and x.shape[1] == 1 and x.dtype == torch.long and start < self.n_ctx:
+        if logits and start > 0 and x.shape[1] == 1 and x.dtype == torch.long and start < self.n_ctx:
             return self._token_step(x, cache, x_cond, start)
         h = F.embedding(x if x.dtype == torch.long else x.long(), self.x_emb.weight)  # (B, L, W)
         if start == 0:
@@ -174,7 +177,8 @@ class AutoregressivePrior(nn.Module):
         if x_cond is not None:
             cond = x_cond if x_cond.shape[1] == 1 else x_cond[:, start : start + n]
             h = h + cond
-        return self._head(self.transformer.forward(h, cache=cache), cond)
+        h = self.transformer.forward(h, cache=cache)
+        return self._head(h, cond) if logits else h
 
     def _head(self, h: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         """The transformer's output h (..., W) to logits (or activations when `only_encode`), as `forward` does."""

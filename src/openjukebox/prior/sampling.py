@@ -214,7 +214,7 @@ def sample_autoregressive(
         cache = model.new_cache(n_samples, encoder_kv, length)  # sized for this window, not n_ctx
         for begin in range(0, n_known, chunk_size):  # prefill positions begin .. end - 1; their logits are unused
             end = min(begin + chunk_size, n_known)
-            model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond)
+            model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond, logits=False)
         last = out[:, n_known - 1 : n_known] if n_known else out[:, :0]  # the first step feeds the start slot
         mode = decode_mode(decode, out.device, length - n_known)
         if mode != "eager":
