@@ -13,14 +13,15 @@ floor ignores the key/value cache reads and the compute, so it is optimistic, ex
 stay in the CPU caches (the --quick shapes), which are read faster than from memory: there it bounds nothing.
 
 What is timed (part a): one ancestral window of the top prior, `--tokens` new music tokens, batch 1 and 8.
-Ours is `openjukebox.prior.sampling.sample_prior` (key/value cache, one token per step); the reference is the
-original `SimplePrior.sample` (its own cached sampler). Both draw from the same seed, and the first timed repeat of
-every (case, batch) asserts the two give identical tokens (fp32, CPU). Only decode steps count: each side records
-a time stamp after every sampled token (ours through its `progress` callback, the original by wrapping the
-`get_range` iterator its sampling loop runs over), and the rate is (tokens after the first) / (time from the first
-token to the last), so conditioning, the lyric prefill (1b_lyrics) and cache set-up are left out. A short
-warm-up runs first; repeats alternate between the sides and the median is reported, with the best run beside it
-(on a shared machine the best is the one least disturbed by other work).
+Ours is `openjukebox.prior.sampling.sample_prior` (key/value cache, one token per step; on CUDA each window's
+step replayed as a CUDA graph, and `--sides reference,ours,ours-eager` adds ours launched op by op); the
+reference is the original `SimplePrior.sample` (its own cached sampler). Both draw from the same seed, and the
+first timed repeat of every (case, batch) asserts the two give identical tokens (fp32, CPU). Only decode steps
+count: each side records a time stamp after every sampled token (ours through its `progress` callback, the
+original by wrapping the `get_range` iterator its sampling loop runs over), and the rate is (tokens after the
+first) / (time from the first token to the last), so conditioning, the lyric prefill (1b_lyrics), cache set-up
+and graph capture are left out. A short warm-up runs first; repeats alternate between the sides and the median
+is reported, with the best run beside it (on a shared machine the best is the one least disturbed by other work).
 
 A loaded machine distorts the small shapes badly with several threads (OpenMP workers waiting on a busy core):
 the load average at the start is printed and recorded; `--threads 1` is the robust choice on a shared machine.

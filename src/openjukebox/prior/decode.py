@@ -1,8 +1,8 @@
 """A window's tokens decoded by one step replayed as a CUDA graph (issue 6: "CUDA graphs for the step").
 
-On a GPU a one-token step of a Jukebox prior is a few hundred small kernels (5b_lyrics: 72 layers of about twenty
-each), and launching them one by one from Python takes longer than running them at batch 1: the GPU waits on
-the host. `PositionDecoder` runs a step whose position is held in a device tensor
+On a GPU a one-token step of a Jukebox prior is well over a thousand small kernels (5b_lyrics: 72 layers of about
+twenty each), and launching them one by one from Python can take longer than running them at batch 1: the GPU
+waits on the host. `PositionDecoder` runs a step whose position is held in a device tensor
 (`AutoregressivePrior.position_step`), so its kernels, shapes and buffers are the same at every position and no
 value is read back to the host. On CUDA that step is captured once per window as a CUDA graph and replayed once
 per token (`mode="graph"`); a replay launches the whole step in one call.
@@ -103,7 +103,9 @@ class PositionDecoder:
         self.drawn.index_copy_(1, self.position - self.first, token.view(-1, 1))
         self.position.add_(1)
 
-    def run(self, last: torch.Tensor, steps: int, mode: str = "position", progress: Progress | None = None):
+    def run(
+        self, last: torch.Tensor, steps: int, mode: str = "position", progress: Progress | None = None
+    ) -> torch.Tensor:
         """Draw `steps` tokens after the cache's positions, the first step feeding `last` (B,) long (the last
         known token). mode: "position" (each step run as it is) or "graph" (CUDA: captured once, replayed).
         Returns (B, steps); advances every layer cache's length; raises OpenJukeboxError on non-finite logits."""

@@ -222,7 +222,8 @@ def sample_autoregressive(
             _decode_by_position(decoder, out, n_known, y_cond, mode, progress)
             return out
         draws, drawn = TokenDraws(generator, length - n_known), []
-        # Large CPU weights as column blocks while the tokens are drawn, so that every core streams them.
+        # Large CPU weights as column blocks while the tokens are drawn, so that every core streams them (not for a
+        # handful of tokens: the blocks cost two copies of the weights per window).
         blocked = model.transformer.column_blocks(cache) if length - n_known >= 16 else contextlib.nullcontext()
         with blocked:
             for position in range(n_known, length):
