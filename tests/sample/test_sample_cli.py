@@ -125,6 +125,34 @@ def test_position_decode_gives_the_same_codes_and_is_recorded(tiny_model_dir, ly
     assert json.loads((reference_run / "level_0" / "metadata.json").read_text())["decode"] == "auto"
 
 
+def test_progress_bars_count_tokens_with_rate_eta_and_window():
+    """A bar per level over its new tokens (so tokens/s and the ETA follow the tokens), the window in the postfix;
+    in a log (not a terminal) a line per finished window, not per token."""
+    import io
+
+    from openjukebox.sample.cli import ProgressBars
+    from openjukebox.sample.pipeline import Progress
+
+    out = io.StringIO()
+    bars = ProgressBars(file=out)
+    top = Progress(level=2, windows_total=2, tokens_total=100)
+    for windows, tokens in [(0, 10), (0, 30), (0, 50), (1, 50), (1, 80), (2, 100)]:
+        top.windows_done, top.tokens_done = windows, tokens
+        bars(top)
+    lower = Progress(level=1, windows_total=3, tokens_total=600, tokens_done=2)
+    bars(lower)  # a new bar: no rate from the first tokens
+    lower.windows_done, lower.tokens_done = 1, 200
+    bars(lower)
+    bars.close()
+    lines = out.getvalue().replace("\r", "\n").split("\n")
+    assert any("level 2:  50%" in x and "50/100" in x and "window 2/2" in x and "tok/s" in x for x in lines)
+    assert any("level 2: 100%" in x and "100/100" in x for x in lines)
+    assert not any("30/100" in x or "80/100" in x for x in lines)  # throttled: no redraw within a window
+    assert not any("2/600" in x for x in lines)
+    assert any("level 1:  33%" in x and "200/600" in x and "window 2/3" in x for x in lines)
+    assert any("<" in x and "level 1" in x for x in lines)  # elapsed<remaining: the ETA
+
+
 def test_resume_with_a_different_model_is_refused(tiny_model_dir, lyrics_file, tmp_path, capsys):
     import shutil
 

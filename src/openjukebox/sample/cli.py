@@ -261,12 +261,17 @@ def check_song(pipeline: Pipeline, spec: RunSpec, allow_dropped_chars: bool = Fa
 
 
 class ProgressBars:
-    """One tqdm bar per level, counting windows, with tokens/s in the postfix (redrawn at most twice a second)."""
+    """One tqdm bar per level counting the level's new tokens (all samples together), so that its rate (tokens/s)
+    and ETA follow the tokens as they are drawn, window after window; the window being sampled is in the postfix.
+    Redrawn at most twice a second on a terminal; a log (not a terminal) gets a line every 10 s and one per window.
+    """
 
-    def __init__(self) -> None:
+    def __init__(self, file=None) -> None:
+        self.file = file  # default: stderr
         self.bar = None
         self.level = None
         self.shown = 0.0
+        self.windows_done = -1
 
     def __call__(self, p: Progress) -> None:
         import time
@@ -274,22 +279,29 @@ class ProgressBars:
         from tqdm import tqdm
 
         now = time.perf_counter()
-        interval = 0.5 if sys.stderr.isatty() else 10.0  # logs get a line every 10 s, not a redraw per token
+        out = self.file or sys.stderr
+        interval = 0.5 if out.isatty() else 10.0
         if p.level != self.level:
             self.close()
             self.level = p.level
             self.bar = tqdm(
-                total=p.windows_total, desc=f"level {p.level}", unit="window", dynamic_ncols=True, mininterval=interval
+                total=p.tokens_total or None,
+                desc=f"level {p.level}",
+                unit="tok",
+                unit_scale=p.tokens_total >= 10_000,  # 12.3k/40.9k; small counts as they are
+                dynamic_ncols=True,
+                mininterval=interval,
+                file=self.file,
             )
-        elif (
-            now - self.shown < interval
-            and p.windows_done < p.windows_total
-            and (p.windows_done == self.bar.n or not sys.stderr.isatty())
-        ):
+            self.shown, self.windows_done = now, p.windows_done  # the first tokens' rate would mean nothing
+            self.bar.update(p.tokens_done)
             return
-        self.shown = now
-        self.bar.n = p.windows_done
-        self.bar.set_postfix_str(f"{p.tokens_done / max(1e-9, now - p.started):.0f} tokens/s", refresh=True)
+        if now - self.shown < interval and p.windows_done == self.windows_done:
+            return
+        self.shown, self.windows_done = now, p.windows_done
+        self.bar.update(p.tokens_done - self.bar.n)
+        window = min(p.windows_done + 1, p.windows_total)
+        self.bar.set_postfix_str(f"window {window}/{p.windows_total}", refresh=True)
 
     def close(self) -> None:
         if self.bar is not None:

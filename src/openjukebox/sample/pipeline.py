@@ -68,12 +68,15 @@ class Song:
 
 @dataclass
 class Progress:
-    """Counters shown by progress bars: per level, windows done / total and tokens/s."""
+    """Counters shown by progress bars, per level: windows done / total, and new tokens (all samples together)
+    done / total, the total being what this level still had to sample when it started (a resumed run counts
+    only what is left)."""
 
     level: int = -1
     windows_done: int = 0
     windows_total: int = 0
     tokens_done: int = 0
+    tokens_total: int = 0
     started: float = field(default_factory=time.perf_counter)
 
 
@@ -240,7 +243,8 @@ class Pipeline:
             if upper_codes is None or upper_codes.shape[1] * c.cond_downsample < total:
                 raise OpenJukeboxError(f"level {level} needs the codes of level {level + 1} for the whole song")
         labels = self.base_labels(level, song, n_samples)
-        state = Progress(level=level, windows_total=len(windows))
+        new_tokens = sum(w.new_tokens for w in windows) * n_samples
+        state = Progress(level=level, windows_total=len(windows), tokens_total=new_tokens)
         prior.to(self.device)
         try:
             for window in windows:
