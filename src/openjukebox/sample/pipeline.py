@@ -22,9 +22,8 @@ state there) and `on_level` after every level (preview decodes).
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -77,7 +76,6 @@ class Progress:
     windows_total: int = 0
     tokens_done: int = 0
     tokens_total: int = 0
-    started: float = field(default_factory=time.perf_counter)
 
 
 def window_seed(seed: int, level: int, start: int, chunk: int) -> int:
