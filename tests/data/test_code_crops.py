@@ -217,3 +217,25 @@ def test_lyric_jitter_moves_only_word_timed_windows_and_is_reproducible(index, c
         assert b["y"][i, -N_TOKENS:].tolist() in options
     with pytest.raises(OpenJukeboxError, match="jitter"):
         CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, lyric_jitter=-1)
+
+
+def test_label_dropout_makes_some_windows_unlabelled_and_is_reproducible(index, cache):
+    ids = _ids(index)
+    plain = CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, max_genres=2, lyric_jitter=3)
+    dropping = CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, max_genres=2, lyric_jitter=3, label_dropout=0.5)
+    a, b = plain.batch(0, 4, 64), dropping.batch(0, 4, 64)
+    for key in ("song", "start", "codes"):
+        assert torch.equal(a[key], b[key])  # the same windows (and lyric jitter): dropout is drawn last
+    assert all(torch.equal(b[k], dropping.batch(0, 4, 64)[k]) for k in b)
+    changed = (a["y"] != b["y"]).any(dim=1)
+    dropped = (b["y"][:, 3] == 0) & (b["y"][:, 4] == 0) & (b["y"][:, 5] == -1)
+    assert 10 <= int(dropped.sum()) <= 54  # about half of 64
+    assert not changed[~dropped].any()  # the others keep their labels
+    assert torch.equal(a["y"][:, :3], b["y"][:, :3]) and torch.equal(a["y"][:, 6:], b["y"][:, 6:])  # timing, lyrics
+    assert not (a["y"][:, 3] == 0).any()  # every song of the fixture has a known artist: the dropped ones changed
+    val = CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, max_genres=2, val_fraction=0.5, label_dropout=0.5)
+    assert val.subset("val").label_dropout == 0.0 and val.subset("train").label_dropout == 0.5
+    with pytest.raises(OpenJukeboxError, match="label dropout must be in"):
+        CodeCrops(index, cache, 2, 128, ids, label_dropout=1.0)
+    with pytest.raises(OpenJukeboxError, match="label dropout needs"):
+        CodeCrops(index, cache, 2, 128, None, label_dropout=0.1)

@@ -126,7 +126,20 @@ def test_resume_with_other_data_settings_is_refused(tmp_path, dataset, tiny_vqva
     assert "started with --lyric-jitter 4, not 0" in capsys.readouterr().err
     assert _train(dataset, tiny_vqvae_dir, out, 4, "--resume", *common[:-1], "0.5", "--lyric-jitter", "4") == 1
     assert "--val-fraction 0.34, not 0.5" in capsys.readouterr().err
+    assert _train(dataset, tiny_vqvae_dir, out, 4, "--resume", "--lyric-jitter", "4", "--label-dropout", "0.2",
+                  *common) == 1  # fmt: skip
+    assert "started with --label-dropout 0.0, not 0.2" in capsys.readouterr().err
     assert _train(dataset, tiny_vqvae_dir, out, 4, "--resume", "--lyric-jitter", "4", *common) == 0
+
+
+def test_label_dropout_is_recorded_and_checked(tmp_path, dataset, tiny_vqvae_dir, capsys):
+    torch.set_num_threads(1)
+    out = tmp_path / "run"
+    common = ["--preset", "tiny", "--val-every", "0"]
+    assert _train(dataset, tiny_vqvae_dir, out, 2, *common, "--label-dropout", "0.3") == 0
+    assert json.loads((out / "prior_data.json").read_text())["label_dropout"] == 0.3
+    assert _train(dataset, tiny_vqvae_dir, tmp_path / "bad", 2, *common, "--label-dropout", "1") == 1
+    assert "label dropout must be in [0, 1), got 1.0" in capsys.readouterr().err
 
 
 def test_two_processes_end_identical(tmp_path, dataset, tiny_vqvae_dir):

@@ -36,7 +36,7 @@ from openjukebox.data.audio_folder import draw_crop
 from openjukebox.data.code_cache import CodeCache
 from openjukebox.data.index import SongIndex, SongRecord
 from openjukebox.data.lyrics import VOCAB_V2, LyricsVocab
-from openjukebox.data.songs import LabelIds, SongLabels, song_labels
+from openjukebox.data.songs import LabelIds, SongLabels, song_labels, without_artist_genre
 from openjukebox.errors import OpenJukeboxError
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,9 @@ class CodeCrops:
         lyric_jitter: songs with word timings get lyric windows moved off their true centre by a uniform random
             number of characters in [-lyric_jitter, lyric_jitter], drawn from the batch's generator (training
             only: the "val" subset has none). 0 = exactly centred windows.
+        label_dropout: the share of training windows whose artist and genre are replaced by "unknown"
+            (`without_artist_genre`), drawn from the batch's generator (the "val" subset has none): the prior
+            also learns the unconditional distribution that classifier-free guidance samples against.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class CodeCrops:
         min_length: int = 0,
         max_length: int | None = None,
         lyric_jitter: int = 0,
+        label_dropout: float = 0.0,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -119,6 +123,11 @@ class CodeCrops:
         if lyric_jitter < 0:
             raise OpenJukeboxError(f"the lyric jitter must be >= 0 characters, got {lyric_jitter}")
         self.lyric_jitter = lyric_jitter
+        if not 0.0 <= label_dropout < 1.0:
+            raise OpenJukeboxError(f"the label dropout must be in [0, 1), got {label_dropout}")
+        if label_dropout and ids is None:
+            raise OpenJukeboxError("label dropout needs a prior with artist and genre labels")
+        self.label_dropout, self.max_genres = label_dropout, max_genres
         self.rejected: list[tuple[str, str]] = []  # (path relative to root, reason)
 
         records = index.songs("ok")
@@ -202,7 +211,7 @@ class CodeCrops:
         other = copy.copy(self)
         other._keep(split)
         if split == "val":
-            other.lyric_jitter = 0
+            other.lyric_jitter, other.label_dropout = 0, 0.0
         return other
 
     def _set_geometry(
@@ -266,6 +275,9 @@ class CodeCrops:
             shifts = [int(x) for x in rng.integers(-j, j + 1, size=batch_size)]
         examples = [self.example_at(song, start, shift) for (song, start), shift in zip(draws, shifts)]
         out = {k: torch.from_numpy(np.stack([e[k] for e in examples])) for k in examples[0]}
+        if self.label_dropout:  # drawn last: without dropout the stream is unchanged
+            dropped = torch.from_numpy(rng.random(batch_size) < self.label_dropout)
+            out["y"] = without_artist_genre(out["y"], self.max_genres, dropped)
         out["song"] = torch.tensor([song for song, _ in draws], dtype=torch.int64)
         out["start"] = torch.tensor([start for _, start in draws], dtype=torch.int64)
         return out

@@ -168,6 +168,21 @@ class SongLabels:
         return np.concatenate(parts)
 
 
+ARTIST_COLUMN, GENRE_COLUMN = 3, 4  # of the label vector y (`SongLabels.label_vector`)
+UNKNOWN_ID = 0  # the artist and the genre "unknown" (the original's id 0 of both)
+
+
+def without_artist_genre(y: torch.Tensor, max_genres: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """A copy of label vectors y (B, >= 4 + max_genres) whose artist and genres say "unknown" (artist 0, one genre
+    0, the other genre slots -1), in `rows` (a (B,) bool mask) or every row: the labels of a song nobody tagged.
+    Label dropout trains the prior on them and classifier-free guidance samples against them."""
+    unknown = torch.full((1 + max_genres,), -1, dtype=y.dtype, device=y.device)
+    unknown[:2] = UNKNOWN_ID  # the artist, the first genre slot
+    out = y.clone()
+    out[slice(None) if rows is None else rows, ARTIST_COLUMN : GENRE_COLUMN + max_genres] = unknown
+    return out
+
+
 def song_labels(
     record: SongRecord,
     length: int,

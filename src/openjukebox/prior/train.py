@@ -44,11 +44,12 @@ from openjukebox.vqvae.config import VQVAEConfig
 logger = logging.getLogger(__name__)
 
 VAL_SEED = 1_000_003  # validation windows: fixed, and apart from the training stream
-DATA_SETTINGS_FILE = "prior_data.json"  # what a resumed run must repeat about the data: split and lyric jitter
+DATA_SETTINGS_FILE = "prior_data.json"  # what a resumed run must repeat about the data (DATA_SETTINGS)
 # setting -> (option, value in runs saved before the setting existed)
 DATA_SETTINGS: dict[str, tuple[str, Any]] = {
     "val_fraction": ("--val-fraction", None),
     "lyric_jitter": ("--lyric-jitter", 0),
+    "label_dropout": ("--label-dropout", 0.0),
 }
 
 
@@ -241,6 +242,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="move each training lyric window of a song with word timings by up to this many characters, so the "
         "prior learns to find the sung words in the lyrics (sampling and alignment use the linear rule's windows)",
     )
+    p.add_argument(
+        "--label-dropout",
+        type=float,
+        default=0.0,
+        help="share of training windows whose artist and genre are replaced by 'unknown', so that the prior can be "
+        "sampled with classifier-free guidance (`openjukebox sample --guidance`); default 0, as the original",
+    )
     p.add_argument("--val-every", type=int, default=500, help="validation loss every N steps (0 = never)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the songs held out for validation")
     p.add_argument("--val-batches", type=int, default=4, help="batches in one validation pass")
@@ -316,8 +324,8 @@ def model_and_labels(
 
 
 def _check_data_settings(args: argparse.Namespace) -> None:
-    """On resume, the split of the songs and the lyric jitter must be those the run started with (a run from
-    before a setting existed had its default)."""
+    """On resume, the split of the songs, the lyric jitter and the label dropout must be those the run started
+    with (a run from before a setting existed had its default)."""
     path = args.out / DATA_SETTINGS_FILE
     if args.resume and path.is_file():
         saved = read_json_object(path)
@@ -365,7 +373,7 @@ def train_prior(args: argparse.Namespace) -> None:
         cache = CodeCache(args.cache or data_dir / DEFAULT_CACHE_NAME, vqvae_fingerprint(vqvae_dir))
         max_genres = c.labels.max_bow_genre_size if c.labels is not None else 1
         kw: dict[str, Any] = dict(n_tokens=c.n_tokens, lyrics_vocab=lyrics_vocab(c), max_genres=max_genres)
-        kw.update(lyric_jitter=args.lyric_jitter)
+        kw.update(lyric_jitter=args.lyric_jitter, label_dropout=args.label_dropout)
         kw.update(timing_range(c))
         # The held-out songs depend on --val-fraction only (not on whether validation runs), so that the training
         # windows of a resumed run are the same as before.
