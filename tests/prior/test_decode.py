@@ -64,8 +64,8 @@ def test_position_step_logits_agree_with_the_token_step(kind, dtype, atol):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(
     "prompt, options",
-    [(0, {}), (5, {"top_k": 20}), (40, {"top_p": 0.9, "temperature": 0.9})],
-    ids=["ancestral", "primed-top-k", "primed-top-p"],
+    [(0, {}), (5, {"top_k": 20}), (40, {"top_p": 0.9, "temperature": 0.9}), (5, {"guidance": 3.0, "top_k": 20})],
+    ids=["ancestral", "primed-top-k", "primed-top-p", "primed-guided"],
 )
 def test_position_decoding_draws_the_eager_tokens(kind, prompt, options):
     prior = _prior(kind)
@@ -163,7 +163,8 @@ def test_cuda_graph_replays_the_position_step(kind, dtype):
 @cuda
 @pytest.mark.filterwarnings("error:CUDA graph capture failed:RuntimeWarning")
 @pytest.mark.parametrize("kind", ["5b_lyrics", "1b_lyrics", "upsampler_level_0"])
-def test_cuda_graph_draws_the_eager_tokens_in_fp32(kind):
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_cuda_graph_draws_the_eager_tokens_in_fp32(kind, guidance):
     """In fp32 the graph's logits equal the eager loop's to rounding, and its draw is multinomial's: the tokens
     and the generator state are the eager loop's."""
     prior = _on("cuda", _prior(kind), torch.float32)
@@ -172,7 +173,7 @@ def test_cuda_graph_draws_the_eager_tokens_in_fp32(kind):
     codes, states = {}, {}
     for mode in ("eager", "auto"):
         g = torch.Generator("cuda").manual_seed(3)
-        codes[mode] = sample_prior(prior, 2, upper, inputs["y"].cuda(), generator=g, decode=mode)
+        codes[mode] = sample_prior(prior, 2, upper, inputs["y"].cuda(), generator=g, decode=mode, guidance=guidance)
         states[mode] = g.get_state()
     assert torch.equal(codes["auto"], codes["eager"])
     assert torch.equal(states["auto"], states["eager"])

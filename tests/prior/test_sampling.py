@@ -14,6 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from openjukebox.data.songs import without_artist_genre
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior import Prior, PriorConfig, prior_preset, sampling
 from openjukebox.prior.sampling import TokenDraws, draw, filter_logits, prepare_window, sample_prior
@@ -242,6 +243,50 @@ def test_primed_sample_keeps_the_prompt_and_follows_the_model(kind):
         lyric = (raw[row] < window.shift).nonzero()
         n = int(lyric[0]) + 1 if len(lyric) else 19
         assert torch.equal(codes[row, 21 : 21 + n], (raw[row, :n] - window.shift).clamp(min=0))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_guided_sample_follows_the_guided_teacher_forced_logits(kind):
+    """Classifier-free guidance: greedy codes are the argmax of lerp(unconditional, conditional, guidance) of the
+    full (uncached) forward pass over the result, the unconditional pass with the artist and genre "unknown"."""
+    prior = _prior(kind)
+    c = prior.config
+    inputs = _inputs(c)
+    prompt, guidance = inputs["codes"][:, :9], 3.0
+    codes = sample_prior(prior, 2, upper=inputs["upper"], y=inputs["y"], prompt=prompt, top_k=1, length=30,
+                         guidance=guidance, chunk_size=4)  # fmt: skip
+    assert torch.equal(codes[:, :9], prompt)
+    full = torch.cat([codes, inputs["codes"][:, 30:]], dim=1)
+    logits = []
+    unknown = without_artist_genre(inputs["y"], c.labels.max_bow_genre_size)
+    assert not torch.equal(unknown, inputs["y"])
+    for y in (inputs["y"], unknown):
+        window = prepare_window(prior, 2, inputs["upper"], y)
+        tokens = full + window.shift
+        if window.prefix is not None:
+            tokens = torch.cat([window.prefix, tokens], dim=1)
+        with torch.no_grad():
+            out = prior.prior(tokens, window.x_cond, window.y_cond, window.encoder_kv)[:, tokens.shape[1] - c.n_ctx :]
+        logits.append(out[:, 9:30])
+    assert (logits[0] - logits[1]).abs().max() > 1e-3  # the labels change the logits: guidance has work to do
+    raw = torch.lerp(logits[1], logits[0], guidance).argmax(-1)  # (B, 21)
+    if c.cond_downsample is None:  # (the random upsamplers' greedy paths follow the codes above, labels or not)
+        plain = sample_prior(prior, 2, upper=inputs["upper"], y=inputs["y"], prompt=prompt, top_k=1, length=30)
+        assert not torch.equal(plain, codes)  # guidance changed the greedy path
+    for row in range(2):  # merged lyrics: comparable up to the first lyric token (as in the primed test)
+        lyric = (raw[row] < window.shift).nonzero()
+        n = int(lyric[0]) + 1 if len(lyric) else 21
+        assert torch.equal(codes[row, 9 : 9 + n], (raw[row, :n] - window.shift).clamp(min=0))
+
+
+def test_guidance_needs_labels_and_a_finite_scale():
+    prior = _prior("5b")
+    y = _inputs(prior.config)["y"]
+    with pytest.raises(OpenJukeboxError, match="guidance needs a prior with artist and genre labels"):
+        sample_prior(prior, 2, length=8, guidance=2.0)
+    for bad in (-1.0, math.inf, math.nan):
+        with pytest.raises(OpenJukeboxError, match="guidance must be"):
+            sample_prior(prior, 2, y=y, length=8, guidance=bad)
 
 
 class _Favour(torch.nn.Module):

@@ -125,6 +125,18 @@ def test_position_decode_gives_the_same_codes_and_is_recorded(tiny_model_dir, ly
     assert json.loads((reference_run / "level_0" / "metadata.json").read_text())["decode"] == "auto"
 
 
+def test_guidance_changes_the_top_codes_and_is_recorded(tiny_model_dir, lyrics_file, reference_run, tmp_path):
+    """(A large scale: the untrained tiny prior's labels move its logits very little.)"""
+    out = tmp_path / "guided"
+    assert main(_args(tiny_model_dir, lyrics_file, out, "--levels", "2", "--guidance", "2=1000")) == 0
+    guided, plain = _codes(out, 2)["z2"], _codes(reference_run, 2)["z2"]
+    assert guided.shape == plain.shape and not np.array_equal(guided, plain)
+    settings = json.loads((out / "level_2" / "metadata.json").read_text())["settings"]
+    assert settings["guidance"] == 1000.0
+    assert json.loads((reference_run / "level_2" / "metadata.json").read_text())["settings"]["guidance"] == 1.0
+    assert main(_args(tiny_model_dir, lyrics_file, tmp_path / "bad", "--guidance", "-1")) == 1
+
+
 def test_progress_bars_count_tokens_with_rate_eta_and_window():
     """A bar per level over its new tokens (so tokens/s and the ETA follow the tokens), the window in the postfix;
     in a log (not a terminal) a line per finished window, not per token."""

@@ -35,6 +35,14 @@ GRAPH_MIN_STEPS = 64  # fewer tokens: the eager loop (capture takes time of its 
 Progress = Callable[[int, int], None]
 
 
+def guided_logits(logits: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance: logits (2B, bins), the conditional rows first -> (B, bins)
+    `unconditional + guidance * (conditional - unconditional)`. (Per-row constants of either half only shift a row,
+    so logits serve as well as log-probabilities.)"""
+    conditional, unconditional = logits.chunk(2)
+    return torch.lerp(unconditional, conditional, guidance)
+
+
 def decode_mode(mode: str, device: torch.device, steps: int) -> str:
     """The loop to run `steps` tokens on `device` with: "auto" is "graph" on CUDA (for at least GRAPH_MIN_STEPS
     tokens), else "eager"; "graph" needs CUDA."""
@@ -56,6 +64,8 @@ class PositionDecoder:
         x_cond: as for `forward_cached`: (B, T, width) over the whole sequence, (B, 1, width) or None.
         temperature, top_k, top_p: as `sample_autoregressive` (`filter_logits`).
         generator: the draws' generator (None: the device's default one).
+        guidance: != 1: the cache holds two copies of the samples (conditional rows first) and each token is
+            drawn from `guided_logits` and fed to both.
     """
 
     def __init__(
@@ -67,24 +77,33 @@ class PositionDecoder:
         top_k: int,
         top_p: float,
         generator: torch.Generator | None,
+        guidance: float = 1.0,
     ):
         from openjukebox.prior.sampling import filter_logits
 
         self.model, self.cache, self.x_cond = model, cache, x_cond
         self.temperature, self.top_k, self.top_p, self.generator = temperature, top_k, top_p, generator
         self._filter = filter_logits
+        self.guidance, self.copies = guidance, 1 if guidance == 1.0 else 2
         device = model.x_emb.weight.device
         batch = cache.batch
         self.position = torch.zeros(1, dtype=torch.long, device=device)  # the next step's position
         self.first = torch.zeros(1, dtype=torch.long, device=device)  # position of the first token drawn here
         self.token = torch.zeros(batch, dtype=torch.long, device=device)  # the input of the next step
         self.invalid = torch.zeros((), dtype=torch.bool, device=device)  # a draw saw non-finite logits
-        self.drawn = torch.zeros(batch, 0, dtype=torch.long, device=device)  # (B, steps), made by `run`
+        self.drawn = torch.zeros(batch // self.copies, 0, dtype=torch.long, device=device)  # (B, steps), by `run`
+
+    def fed(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Tokens of the samples (B, ...) -> the tokens of every row of the cache (one per copy)."""
+        return tokens if self.copies == 1 else tokens.repeat(self.copies, *([1] * (tokens.dim() - 1)))
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
-        """One token per row of logits (B, bins) -> (B,): temperature, filters, then multinomial's draw, with the
-        validity check recorded in `invalid` instead of raised."""
+        """One token per sample from the logits of the cache's rows (B * copies, bins) -> (B,): guidance,
+        temperature, filters, then multinomial's draw, with the validity check recorded in `invalid` instead of
+        raised."""
         logits = logits.float()
+        if self.copies > 1:
+            logits = guided_logits(logits, self.guidance)
         if self.temperature != 1.0:
             logits = logits / self.temperature
         if self.top_k or self.top_p:
@@ -99,7 +118,7 @@ class PositionDecoder:
         """Feed `token` at `position`, draw the next token into `token` and `drawn`, advance `position`."""
         logits = self.model.position_step(self.token, self.position, self.cache, self.x_cond)
         token = self.choose(logits)
-        self.token.copy_(token)
+        self.token.copy_(self.fed(token))
         self.drawn.index_copy_(1, self.position - self.first, token.view(-1, 1))
         self.position.add_(1)
 
@@ -107,7 +126,8 @@ class PositionDecoder:
         self, last: torch.Tensor, steps: int, mode: str = "position", progress: Progress | None = None
     ) -> torch.Tensor:
         """Draw `steps` tokens after the cache's positions, the first step feeding `last` (B,) long (the last
-        known token). mode: "position" (each step run as it is) or "graph" (CUDA: captured once, replayed).
+        known token of every row of the cache). mode: "position" (each step run as it is) or "graph" (CUDA:
+        captured once, replayed).
         Returns (B, steps); advances every layer cache's length; raises OpenJukeboxError on non-finite logits."""
         start = self.cache.length
         assert start > 0, "the first position (the start slot) is decoded with forward_cached"
@@ -115,7 +135,7 @@ class PositionDecoder:
         self.position.fill_(start)
         self.first.fill_(start)
         self.token.copy_(last)
-        self.drawn = self.token.new_zeros(self.token.shape[0], steps)
+        self.drawn = self.token.new_zeros(self.token.shape[0] // self.copies, steps)
         advance, first = self.step, 1
         if mode == "graph" and steps > 0:
             advance, first = self._capture(), 2  # runs the first step (capture's warm-up), captures the next

@@ -28,6 +28,12 @@ Randomness: every draw is what `torch.multinomial(probs, 1, replacement=True, ge
 CPU an exact, faster form of it: see `draw`), which consumes the generator exactly as the original's
 `Categorical(logits).sample()` consumes the global one, so with the same seed on CPU both give the same tokens.
 With a generator the samples are a pure function of its seed; with None the global generator is used.
+
+Classifier-free guidance (`guidance`, an addition to the original, off by default): each window is run for two
+copies of the samples, the second with the artist and genre "unknown" (`data.songs.without_artist_genre`), and
+every token is drawn from `unconditional + guidance * (conditional - unconditional)` logits
+(`prior.decode.guided_logits`) and fed to both copies. It needs a prior that has seen "unknown" labels in training
+(`prior train --label-dropout`); guidance 1 is the plain conditional sample (and runs one copy).
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
+from openjukebox.data.songs import without_artist_genre
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior.autoregressive import AutoregressivePrior
-from openjukebox.prior.decode import PositionDecoder, decode_mode
+from openjukebox.prior.decode import PositionDecoder, decode_mode, guided_logits
 
 if TYPE_CHECKING:
     from openjukebox.prior.model import Prior
@@ -162,7 +169,9 @@ def _exponential_race_is_exact() -> bool:
     return _RACE_EXACT
 
 
-def check_sampling_options(temperature: float, top_k: int, top_p: float, chunk_size: int) -> None:
+def check_sampling_options(
+    temperature: float, top_k: int, top_p: float, chunk_size: int, guidance: float = 1.0
+) -> None:
     """Raise OpenJukeboxError naming the first option out of range."""
     if not temperature > 0.0:
         raise OpenJukeboxError(f"temperature must be > 0, got {temperature}")
@@ -172,6 +181,8 @@ def check_sampling_options(temperature: float, top_k: int, top_p: float, chunk_s
         raise OpenJukeboxError(f"top_p must be in [0, 1] (0 = off), got {top_p}")
     if chunk_size < 1:
         raise OpenJukeboxError(f"chunk_size must be >= 1, got {chunk_size}")
+    if not 0.0 <= guidance < math.inf:
+        raise OpenJukeboxError(f"guidance must be a finite number >= 0 (1 = off), got {guidance}")
 
 
 @torch.no_grad()
@@ -190,6 +201,7 @@ def sample_autoregressive(
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
     decode: str = "auto",
+    guidance: float = 1.0,
 ) -> torch.Tensor:
     """Tokens (B, length) of one sequence: `known` kept as is, the rest sampled (the original's primed_sample).
 
@@ -201,26 +213,30 @@ def sample_autoregressive(
         x_cond: (B, >= length, width) or (B, 1, width); y_cond: (B, 1, width); encoder_kv: (B, S, width).
         decode: the token loop (`prior.decode.decode_mode`): "auto" replays the step as a CUDA graph on a GPU and
             runs the eager loop (the original's tokens, bit for bit) elsewhere; "eager", "position", "graph".
+        guidance: != 1: classifier-free guidance (module docstring); x_cond, y_cond and encoder_kv then have 2B
+            rows, the conditional ones first, and `known` B rows.
     """
     device = model.x_emb.weight.device
-    out = torch.empty(n_samples, length, dtype=torch.long, device=device)
+    copies = 1 if guidance == 1.0 else 2  # rows of the cache per sample
+    rows = n_samples * copies
+    out = torch.empty(rows, length, dtype=torch.long, device=device)
     n_known = 0 if known is None else known.shape[1]
     if known is not None:
-        out[:, :n_known] = known
+        out[:, :n_known] = known.repeat(copies, 1)
     if n_known == length:
-        return out
+        return out[:n_samples]
     model.transformer.use_decode_layout_()  # once per model: weights column-major, read faster per step
     with torch.inference_mode():  # the cache and every step's temporaries skip autograd bookkeeping entirely
-        cache = model.new_cache(n_samples, encoder_kv, length)  # sized for this window, not n_ctx
+        cache = model.new_cache(rows, encoder_kv, length)  # sized for this window, not n_ctx
         for begin in range(0, n_known, chunk_size):  # prefill positions begin .. end - 1; their logits are unused
             end = min(begin + chunk_size, n_known)
             model.forward_cached(out[:, max(begin - 1, 0) : end - 1], cache, x_cond, y_cond, logits=False)
         last = out[:, n_known - 1 : n_known] if n_known else out[:, :0]  # the first step feeds the start slot
         mode = decode_mode(decode, out.device, length - n_known)
         if mode != "eager":
-            decoder = PositionDecoder(model, cache, x_cond, temperature, top_k, top_p, generator)
+            decoder = PositionDecoder(model, cache, x_cond, temperature, top_k, top_p, generator, guidance)
             _decode_by_position(decoder, out, n_known, y_cond, mode, progress)
-            return out
+            return out[:n_samples]
         draws, drawn = TokenDraws(generator, length - n_known), []
         # Large CPU weights as column blocks while the tokens are drawn, so that every core streams them (not for a
         # handful of tokens: the blocks cost two copies of the weights per window).
@@ -230,17 +246,19 @@ def sample_autoregressive(
                 logits = model.forward_cached(last, cache, x_cond, y_cond)[:, -1]  # (B, bins)
                 if logits.dtype != torch.float32:
                     logits = logits.float()
+                if copies > 1:
+                    logits = guided_logits(logits, guidance)  # (B, bins)
                 if temperature != 1.0:  # dividing by 1 is exact: skip the op
                     logits = logits / temperature
                 if top_k or top_p:
                     logits = filter_logits(logits, top_k, top_p)
                 token = draws(logits)  # (B,)
                 drawn.append(token)
-                last = token.view(n_samples, 1)
+                last = (token.repeat(copies) if copies > 1 else token).view(rows, 1)
                 if progress is not None:
                     progress(position - n_known + 1, length - n_known)
-        out[:, n_known:] = torch.stack(drawn, dim=1)
-    return out
+        out[:n_samples, n_known:] = torch.stack(drawn, dim=1)
+    return out[:n_samples]
 
 
 def _decode_by_position(
@@ -251,12 +269,12 @@ def _decode_by_position(
     mode: str,
     progress: Progress | None,
 ) -> None:
-    """The tokens of `sample_autoregressive` after `n_known`, drawn by `decoder` into `out` (B, length) (position
-    0, the start slot, goes through `forward_cached` first)."""
+    """The tokens of `sample_autoregressive` after `n_known`, drawn by `decoder` into `out` (rows of the cache,
+    length) (position 0, the start slot, goes through `forward_cached` first)."""
     model, cache, x_cond = decoder.model, decoder.cache, decoder.x_cond
     total, begin = out.shape[1] - n_known, n_known
     if begin == 0:
-        out[:, 0] = decoder.choose(model.forward_cached(out[:, :0], cache, x_cond, y_cond)[:, -1])
+        out[:, 0] = decoder.fed(decoder.choose(model.forward_cached(out[:, :0], cache, x_cond, y_cond)[:, -1]))
         begin = 1
         if progress is not None:
             progress(1, total)
@@ -265,7 +283,7 @@ def _decode_by_position(
         if progress is not None:
             progress(done + begin - n_known, total)
 
-    out[:, begin:] = decoder.run(out[:, begin - 1], out.shape[1] - begin, mode, moved)
+    out[:, begin:] = decoder.fed(decoder.run(out[:, begin - 1], out.shape[1] - begin, mode, moved))
 
 
 @dataclass
@@ -320,6 +338,7 @@ def sample_prior(
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
     decode: str = "auto",
+    guidance: float = 1.0,
 ) -> torch.Tensor:
     """Sample one window of codes from `prior`.
 
@@ -336,6 +355,8 @@ def sample_prior(
         generator: source of randomness (on the model's device); None uses torch's global generator.
         progress: called as progress(done, total) after each sampled code.
         decode: the token loop, as `sample_autoregressive`.
+        guidance: classifier-free guidance scale against the artist and genre "unknown" (module docstring); 1 =
+            off (the original), which needs no labels.
     Returns:
         codes (B, length), prompt first.
     """
@@ -345,19 +366,26 @@ def sample_prior(
         raise OpenJukeboxError(f"length must be in [1, {c.n_ctx}], got {length}")
     if n_samples < 1:
         raise OpenJukeboxError(f"n_samples must be >= 1, got {n_samples}")
-    check_sampling_options(temperature, top_k, top_p, chunk_size)
+    check_sampling_options(temperature, top_k, top_p, chunk_size, guidance)
     device = prior.prior.x_emb.weight.device
+    copies = 1
+    if guidance != 1.0:
+        if c.labels is None or y is None:
+            raise OpenJukeboxError("guidance needs a prior with artist and genre labels (and their label vector y)")
+        copies = 2
+        y = torch.cat([y, without_artist_genre(y, c.labels.max_bow_genre_size)])
+        upper = None if upper is None else upper.repeat(2, 1)
     if prompt is not None:
         if prompt.dim() != 2 or prompt.shape[0] != n_samples or prompt.shape[1] > length:
             raise OpenJukeboxError(f"prompt must have shape ({n_samples}, <= {length}), got {tuple(prompt.shape)}")
         if prompt.numel() and not (int(prompt.min()) >= 0 and int(prompt.max()) < c.bins):
             raise OpenJukeboxError(f"prompt codes must be in [0, {c.bins})")
         prompt = prompt.to(device=device, dtype=torch.long)
-    window = prepare_window(prior, n_samples, upper, y)
+    window = prepare_window(prior, n_samples * copies, upper, y)
     known = prompt
     if window.prefix is not None:
         music = window.prefix.new_zeros(n_samples, 0) if prompt is None else prompt + window.shift
-        known = torch.cat([window.prefix, music], dim=1)
+        known = torch.cat([window.prefix[:n_samples], music], dim=1)
     n_prefix = 0 if window.prefix is None else window.prefix.shape[1]
     tokens = sample_autoregressive(
         prior.prior,
@@ -374,6 +402,7 @@ def sample_prior(
         generator=generator,
         progress=progress,
         decode=decode,
+        guidance=guidance,
     )
     # Merged mode: back to this level's codes; a lyric token drawn at a music position becomes code 0.
     return (tokens[:, n_prefix:] - window.shift).clamp(min=0)

@@ -23,6 +23,7 @@ LEVEL_OPTIONS = {
     "hop_fraction": float,
     "chunk_size": int,
     "max_batch_size": int,
+    "guidance": float,
 }
 
 
@@ -50,6 +51,7 @@ def cached_window_sampler(r: WindowRequest, decode: str = "auto"):
         generator=r.generator,
         progress=progress,
         decode=decode,
+        guidance=s.guidance,
     )
 
 

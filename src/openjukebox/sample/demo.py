@@ -38,6 +38,13 @@ def add_demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-samples", type=int, default=1, help="songs generated together (default 1)")
     p.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same songs")
     p.add_argument("--levels", default="2,1,0", help="levels to sample (default 2,1,0; 2 = the top level only)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=1.0,
+        help="classifier-free guidance of the top level towards the artist and genre (the demo's top prior was "
+        "trained with label dropout; MODEL_CARD.md measures guidance 3); default 1: none",
+    )
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"run folder (default {DEFAULT_OUT})")
 
 
@@ -75,6 +82,7 @@ def demo_cli(args: argparse.Namespace) -> None:
     sample_args.artist, sample_args.genre = args.artist, args.genre
     sample_args.seconds, sample_args.n_samples, sample_args.seed = args.seconds, args.n_samples, args.seed
     sample_args.levels, sample_args.hop_fraction = args.levels, DEMO_HOP_FRACTION
+    sample_args.guidance = f"2={args.guidance}"
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         sample_args.lyrics_file = args.lyrics_file

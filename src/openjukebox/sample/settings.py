@@ -13,7 +13,9 @@ DECODE_MODES = ("auto", "eager", "position", "graph")
 @dataclass(frozen=True)
 class LevelSampling:
     """Sampling settings of one level (the original's defaults: temperature 0.99, no top-k/top-p filtering,
-    hop 1/8 of the context at the top and 1/2 for the upsamplers)."""
+    hop 1/8 of the context at the top and 1/2 for the upsamplers). guidance: classifier-free guidance scale
+    against the artist and genre "unknown" (`prior.sampling`; 1 = off, as the original; for priors trained with
+    label dropout)."""
 
     temperature: float = 0.99
     top_k: int = 0
@@ -21,6 +23,7 @@ class LevelSampling:
     hop_fraction: float = 0.5
     chunk_size: int = 32  # prompt tokens run per forward when filling the cache
     max_batch_size: int = 16  # samples drawn together
+    guidance: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -31,6 +34,8 @@ class LevelSampling:
             raise ValueError(f"hop_fraction must be in (0, 1], got {self.hop_fraction}")
         if self.chunk_size < 1 or self.max_batch_size < 1:
             raise ValueError("chunk_size and max_batch_size must be >= 1")
+        if not 0.0 <= self.guidance < float("inf"):
+            raise ValueError(f"guidance must be a finite number >= 0 (1 = off), got {self.guidance}")
 
 
 def default_sampling(level: int, top_level: int = 2) -> LevelSampling:
