@@ -24,6 +24,9 @@ training steps themselves resume from their latest checkpoint with `--resume`):
    to --lyric-jitter characters). With --upsampler-steps > 0 the two upsamplers (levels 1 and 0) train at the
    same time, one CPU thread per process. A run is marked DONE only when it reached its last step; one stopped by
    SIGTERM or Ctrl-C continues from its checkpoint when the recipe is run again.
+   With --guided-steps N (the demo preset), the top prior then trains N more steps from its weights (`--init`,
+   WORK/runs/prior_level_2_guided) with --label-dropout, so that it can be sampled with classifier-free guidance
+   (`openjukebox sample --guidance`); that run is the model's top prior.
 6. The model folder WORK/model: vqvae/ and prior_level_N/ (config, weights, artist/genre vocabularies) copied
    from the run folders (without their checkpoints and logs). WORK/recipe.json records settings and timings.
 7. `bench/align.py choose-head --model WORK/model --songs WORK/dev`: the lyric layer/head whose attention is most
@@ -42,8 +45,9 @@ Presets (any option overrides them):
   AMD EPYC VM (synth 12 s, VQ-VAE 73 s, encode 14 s, prior 5 s, head 6 s, eval 5 s; BENCHMARKS.md).
 - `--preset demo`: 136 / 8 / 16 songs plus the 41 Wesnoth tracks; VQ-VAE `demo` 2400 steps x 4 crops; top prior
   `demo` (n_ctx 512 = 1.5 s, 128 lyric tokens, --lyric-jitter 24) 12 000 steps x 8 windows and upsamplers `demo`
-  5000 steps, lr 5e-4 with cosine decay. Measured: about 1.5 h on 2 CPU cores (MODEL_CARD.md); the alignment it
-  learns in that time is not yet better than the baseline (BENCHMARKS.md).
+  5000 steps, lr 5e-4 with cosine decay; then 6000 steps of the top prior with label dropout 0.2. Measured:
+  about 1.5 h on 2 CPU cores, plus about 40 min for the guided steps (MODEL_CARD.md); the alignment it learns in
+  that time is not yet better than the baseline (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
@@ -79,6 +83,8 @@ _COMMON = dict(
     prior_lr=3e-4,
     prior_warmup_steps=100,
     lyric_jitter=0,
+    guided_steps=0,
+    label_dropout=0.0,
     upsampler_steps=0,
     upsampler_batch_size=8,
     music=False,
@@ -97,7 +103,7 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_batch_size=4,
         save_every=1000,
     ),
-    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 1.5 hours.
+    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 2 h 10 min.
     "demo": dict(
         _COMMON,
         songs=136,
@@ -115,6 +121,8 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_lr=5e-4,
         prior_warmup_steps=500,
         lyric_jitter=24,
+        guided_steps=6000,
+        label_dropout=0.2,
         save_every=1000,
     ),
     "default": dict(
@@ -257,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior-lr", type=float, help="peak learning rate of the priors")
     p.add_argument("--prior-warmup-steps", type=int)
     p.add_argument("--lyric-jitter", type=int, help="top prior: move training lyric windows by up to N characters")
+    p.add_argument(
+        "--guided-steps",
+        type=int,
+        help="then train the top prior this many more steps with --label-dropout, for classifier-free guidance",
+    )
+    p.add_argument("--label-dropout", type=float, help="share of unlabelled windows in the --guided-steps run")
     p.add_argument("--upsampler-steps", type=int, help="0: no upsamplers (alignment needs only the top prior)")
     p.add_argument("--upsampler-batch-size", type=int)
     p.add_argument("--save-every", type=int, help="training checkpoints every N steps")
@@ -288,6 +302,34 @@ def train_prior(s: dict[str, object], args: argparse.Namespace, work: Path, leve
     if level == 2:
         cmd += ["--lyric-jitter", str(s["lyric_jitter"])]
     return f"prior level {level}", cmd, (out, int(steps))
+
+
+def train_guided(
+    s: dict[str, object], args: argparse.Namespace, work: Path, vqvae_dir: Path, timings: dict[str, float]
+) -> Path:
+    """The top prior's run folder for the model: runs/prior_level_2, or with --guided-steps, runs/prior_level_2_guided,
+    which continues it (`--init`) with label dropout so that `sample --guidance` can sample it."""
+    first = work / "runs" / "prior_level_2"
+    steps = int(s["guided_steps"])
+    if steps <= 0:
+        return first
+    out = work / "runs" / "prior_level_2_guided"
+    if (out / "model.safetensors").is_file() and (out / "DONE").is_file():
+        log(f"guided prior: {out} already trained")
+        return out
+    start = ["--resume"] if (out / "checkpoints").is_dir() else ["--init", str(first)]
+    device = ["--device", args.device] if args.device else []
+    warmup = str(min(200, steps // 10))
+    cmd = openjukebox(
+        "prior", "train", "--data", str(work / "corpus"), "--vqvae", str(vqvae_dir), "--out", str(out),
+        "--level", "2", "--steps", str(steps), "--batch-size", str(s["prior_batch_size"]),
+        "--lr", str(s["prior_lr"]), "--warmup-steps", warmup, "--decay", str(s["decay"]), "--decay-start", warmup,
+        "--save-every", str(s["save_every"]), "--val-every", "0", "--val-fraction", "0", "--seed", str(args.seed + 1),
+        "--precision", args.precision, "--no-progress", "--lyric-jitter", str(s["lyric_jitter"]),
+        "--label-dropout", str(s["label_dropout"]), *device, *start,
+    )  # fmt: skip
+    run_parallel([("guided prior", cmd, (out, steps))], timings)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -352,10 +394,13 @@ def main(argv: list[str] | None = None) -> int:
         run_parallel(steps, timings)
     save_recipe(work, s, timings)
 
+    top = train_guided(s, args, work, vqvae_dir, timings)
+    save_recipe(work, s, timings)
+
     model = work / "model"
     copy_checkpoint(vqvae_dir, model / "vqvae")
     for level in levels:
-        copy_checkpoint(work / "runs" / f"prior_level_{level}", model / f"prior_level_{level}")
+        copy_checkpoint(top if level == 2 else work / "runs" / f"prior_level_{level}", model / f"prior_level_{level}")
     log(f"model folder: {model} (vqvae/, {', '.join(f'prior_level_{level}/' for level in levels)})")
 
     bench = [sys.executable, str(REPO / "bench" / "align.py")]

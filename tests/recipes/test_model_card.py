@@ -75,15 +75,27 @@ def measured() -> dict:
             "song_seconds": 30.0,
             "samples_per_artist": 2,
             "classifier_training_clips": 12,
-            "genre_accuracy": 0.75,
-            "artist_accuracy": 0.5,
-            "chance_genre": 0.5,
-            "chance_artist": 0.5,
-            "classifier_heldout_genre_accuracy": 1.0,
-            "classifier_heldout_artist_accuracy": 0.5,
-            "classifier_reconstructed_genre_accuracy": 0.9,
-            "classifier_reconstructed_artist_accuracy": 0.25,
-            "genre_accuracy_by_genre": {"folk": 1.0, "rock": 0.5},
+            "heldout_clips": 8,
+            "upsampled_heldout_songs": 2,
+            "heldout": {
+                "as_is": {"genre": 1.0, "artist": 0.5},
+                "through_vqvae": {"genre": 0.9, "artist": 0.25},
+                "upsampled": {"genre": 0.5, "artist": 0.0},
+                "top_level": {"genre": 0.95, "artist": 0.7},
+            },
+            "chance": {"genre": 0.5, "artist": 0.5},
+            "by_guidance": {
+                "1": {
+                    "song": {"genre": 0.75, "artist": 0.5},
+                    "top_level": {"genre": 0.4, "artist": 0.1},
+                    "song_genre_by_genre": {"folk": 1.0, "rock": 0.5},
+                },
+                "3": {
+                    "song": {"genre": 0.8, "artist": 0.625},
+                    "top_level": {"genre": 0.6, "artist": 0.2},
+                    "song_genre_by_genre": {"folk": 1.0, "rock": 0.6},
+                },
+            },
         },
     }
 
@@ -99,9 +111,15 @@ def test_markdown_shows_every_measured_number(card):
         "| another window's artist and genre | 4.200 | +5.0% |",
         "| another window's lyrics | 4.020 | +0.5% |",
         "| aligner | 0.21 | 0.40 | 60% |",
-        "| genre recognised | 75% | 50% | 100% | 90% |",
-        "| artist recognised | 50% | 50% | 50% | 25% |",
-        "folk 100%, rock 50%",
+        "| | held-out real songs | through the VQ-VAE (level 0) | their top-level codes through the upsamplers | "
+        "generated, no guidance | generated, guidance 3 | chance |",
+        "| genre recognised | 100% | 90% | 50% | 75% | 80% | 50% |",
+        "| artist recognised | 50% | 25% | 0% | 50% | 62% | 50% |",
+        "| | held-out real songs | generated, no guidance | generated, guidance 3 | chance |",
+        "| genre recognised | 95% | 40% | 60% | 50% |",
+        "| artist recognised | 70% | 10% | 20% | 50% |",
+        "Songs per genre, no guidance: folk 100%, rock 50%",
+        "Songs per genre, guidance 3: folk 100%, rock 60%",
     ]
     for needle in needles:
         assert needle in text, needle
@@ -115,3 +133,13 @@ def test_card_is_filled_between_its_markers_only(card, tmp_path):
     path.write_text("no markers")
     with pytest.raises(SystemExit, match="markers"):
         card.write_card(path, "x")
+
+
+def test_generated_lyrics_are_like_the_corpus_songs(card):
+    from openjukebox.data.lyrics import VOCAB_V2
+
+    lyrics = card.generated_lyrics(30.0, seed=4)
+    assert len(lyrics.splitlines()) == 5 and lyrics == card.generated_lyrics(30.0, seed=4)
+    assert lyrics != card.generated_lyrics(30.0, seed=5)
+    assert len(card.generated_lyrics(2.0, seed=4).splitlines()) == 1
+    assert all(ch in VOCAB_V2.chars or ch == "\n" for ch in lyrics)
