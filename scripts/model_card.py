@@ -309,23 +309,25 @@ def faithfulness(
         decoded = [vqvae.decode(codes[level], level)[0, : len(clip)].numpy() for level in (0, len(codes) - 1)]
         return logmel_features(clip, sr), logmel_features(decoded[0], sr), logmel_features(decoded[1], sr)
 
-    def table(folder: Path) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[str, str]]]:
+    def table(
+        rows: list[tuple[Path, str, str]], name: str
+    ) -> tuple[list[tuple[np.ndarray, ...]], list[tuple[str, str]]]:
         out, labels = [], []
         t0 = time.perf_counter()
-        rows = corpus_table(folder)
         for i, (path, artist, genre) in enumerate(rows):
             for clip in song_clips(path, sr, seconds, clips):
                 out.append(views(clip))
                 labels.append((artist.lower(), genre.lower()))
             if (i + 1) % 20 == 0 or i + 1 == len(rows):
-                log(f"{folder.name}: clips of {i + 1}/{len(rows)} songs; {time.perf_counter() - t0:.0f} s so far")
+                log(f"{name}: clips of {i + 1}/{len(rows)} songs; {time.perf_counter() - t0:.0f} s so far")
         return out, labels
 
-    train, train_labels = table(corpus)
+    songs, held_songs = corpus_table(corpus), corpus_table(test)  # the held-out artists are all in the corpus
+    train, train_labels = table(songs, "corpus")
     song_judge = Judge(np.stack([v for t in train for v in t[:2]]), [x for x in train_labels for _ in range(2)])
     top_judge = Judge(np.stack([t[2] for t in train]), train_labels)
-    log(f"classifiers: {len(train)} clips of {len(corpus_table(corpus))} songs")
-    held, held_labels = table(test)  # their artists are all in the corpus
+    log(f"classifiers: {len(train)} clips of {len(songs)} songs")
+    held, held_labels = table(held_songs, "held-out")
     heldout = {
         "as_is": song_judge.accuracy(np.stack([t[0] for t in held]), held_labels),
         "through_vqvae": song_judge.accuracy(np.stack([t[1] for t in held]), held_labels),
@@ -334,7 +336,7 @@ def faithfulness(
 
     demo = {level: dataclasses.replace(default_sampling(level), hop_fraction=0.5) for level in (0, 1, 2)}
     upsampled, up_labels = [], []
-    for i, (path, artist, genre) in enumerate(corpus_table(test)):
+    for i, (path, artist, genre) in enumerate(held_songs):
         clip = song_clips(path, sr, seconds, 1)[0][:length]
         with torch.inference_mode():
             top = vqvae.encode(torch.from_numpy(clip)[None])[-1]
@@ -350,7 +352,7 @@ def faithfulness(
     # something the corpus never had).
     singers = singing_artists(corpus)
     genre_of = {}
-    for _, artist, genre in corpus_table(corpus):
+    for _, artist, genre in songs:
         genre_of.setdefault(artist.lower(), genre.lower())
     generated = {}
     for guidance in guidances:

@@ -35,6 +35,12 @@ GRAPH_MIN_STEPS = 64  # fewer tokens: the eager loop (capture takes time of its 
 Progress = Callable[[int, int], None]
 
 
+def guidance_copies(guidance: float) -> int:
+    """Rows of the cache per sample: 2 with classifier-free guidance (conditional, unconditional), 1 without
+    (guidance 1, the original's sampler)."""
+    return 1 if guidance == 1.0 else 2
+
+
 def guided_logits(logits: torch.Tensor, guidance: float) -> torch.Tensor:
     """Classifier-free guidance: logits (2B, bins), the conditional rows first -> (B, bins)
     `unconditional + guidance * (conditional - unconditional)`. (Per-row constants of either half only shift a row,
@@ -84,7 +90,7 @@ class PositionDecoder:
         self.model, self.cache, self.x_cond = model, cache, x_cond
         self.temperature, self.top_k, self.top_p, self.generator = temperature, top_k, top_p, generator
         self._filter = filter_logits
-        self.guidance, self.copies = guidance, 1 if guidance == 1.0 else 2
+        self.guidance, self.copies = guidance, guidance_copies(guidance)
         device = model.x_emb.weight.device
         batch = cache.batch
         self.position = torch.zeros(1, dtype=torch.long, device=device)  # the next step's position

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from openjukebox.data.songs import without_artist_genre
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior.autoregressive import AutoregressivePrior
-from openjukebox.prior.decode import PositionDecoder, decode_mode, guided_logits
+from openjukebox.prior.decode import PositionDecoder, decode_mode, guidance_copies, guided_logits
 
 if TYPE_CHECKING:
     from openjukebox.prior.model import Prior
@@ -217,7 +217,7 @@ def sample_autoregressive(
             rows, the conditional ones first, and `known` B rows.
     """
     device = model.x_emb.weight.device
-    copies = 1 if guidance == 1.0 else 2  # rows of the cache per sample
+    copies = guidance_copies(guidance)  # rows of the cache per sample
     rows = n_samples * copies
     out = torch.empty(rows, length, dtype=torch.long, device=device)
     n_known = 0 if known is None else known.shape[1]
@@ -368,11 +368,10 @@ def sample_prior(
         raise OpenJukeboxError(f"n_samples must be >= 1, got {n_samples}")
     check_sampling_options(temperature, top_k, top_p, chunk_size, guidance)
     device = prior.prior.x_emb.weight.device
-    copies = 1
-    if guidance != 1.0:
+    copies = guidance_copies(guidance)
+    if copies > 1:
         if c.labels is None or y is None:
             raise OpenJukeboxError("guidance needs a prior with artist and genre labels (and their label vector y)")
-        copies = 2
         y = torch.cat([y, without_artist_genre(y, c.labels.max_bow_genre_size)])
         upper = None if upper is None else upper.repeat(2, 1)
     if prompt is not None:
