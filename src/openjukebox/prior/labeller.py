@@ -134,6 +134,7 @@ class Labeller:
         self.unknown_ok = unknown_ok
         self.n_tokens = config.n_tokens
         self.max_genres = lc.max_bow_genre_size
+        self._cut_genres: set[str] = set()  # genres with more words than slots, warned about once
         self.sample_length = config.sample_length
         self.hop_length = config.hop_length
         self.lyrics_vocab = lyrics_vocab_for(config.lyrics.n_vocab) if config.lyrics is not None else None
@@ -180,12 +181,14 @@ class Labeller:
         if isinstance(self.genres, Vocabulary):
             ids = [self._own_id(self.genres, word) for word in genre_words(genre)] or [0]  # as SongCrops
             if len(ids) > self.max_genres:
-                log.warning(
-                    "genre %r has %d words; this prior takes %d, the rest are left out (as in training)",
-                    genre,
-                    len(ids),
-                    self.max_genres,
-                )
+                if genre not in self._cut_genres:  # once, not for every window and sample
+                    self._cut_genres.add(genre)
+                    log.warning(
+                        "genre %r has %d words; this prior takes %d, the rest are left out (as in training)",
+                        genre,
+                        len(ids),
+                        self.max_genres,
+                    )
                 ids = ids[: self.max_genres]
         else:
             ids = self._official_ids(self.genres, genre)
