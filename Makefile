@@ -38,10 +38,11 @@ DEMO_GENRE ?= folk
 DEMO_LYRICS ?= examples/demo_lyrics.txt
 DEMO_SECONDS ?= 12
 DEMO_SEED ?= 0
+DEMO_GUIDANCE ?= 1
 DEMO_OUT ?= out/demo
 demo: $(BASE_STAMP)
 	$(BIN)/openjukebox demo --artist "$(DEMO_ARTIST)" --genre "$(DEMO_GENRE)" --lyrics-file "$(DEMO_LYRICS)" \
-		--seconds $(DEMO_SECONDS) --seed $(DEMO_SEED) --out "$(DEMO_OUT)"
+		--seconds $(DEMO_SECONDS) --seed $(DEMO_SEED) --guidance $(DEMO_GUIDANCE) --out "$(DEMO_OUT)"
 
 test: $(STAMP) lint
 	$(BIN)/pytest -m "not slow" -q
