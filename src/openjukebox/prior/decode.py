@@ -41,6 +41,12 @@ def guidance_copies(guidance: float) -> int:
     return 1 if guidance == 1.0 else 2
 
 
+def to_copies(tokens: torch.Tensor, copies: int) -> torch.Tensor:
+    """Tokens of the samples (B, ...) -> the tokens of every row of the cache (the same for each of `copies`); as
+    they are with one copy (no op in the token loop)."""
+    return tokens if copies == 1 else tokens.repeat(copies, *([1] * (tokens.dim() - 1)))
+
+
 def guided_logits(logits: torch.Tensor, guidance: float) -> torch.Tensor:
     """Classifier-free guidance: logits (2B, bins), the conditional rows first -> (B, bins)
     `unconditional + guidance * (conditional - unconditional)`. (Per-row constants of either half only shift a row,
@@ -100,8 +106,8 @@ class PositionDecoder:
         self.drawn = torch.zeros(batch // self.copies, 0, dtype=torch.long, device=device)  # (B, steps), by `run`
 
     def fed(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Tokens of the samples (B, ...) -> the tokens of every row of the cache (one per copy)."""
-        return tokens if self.copies == 1 else tokens.repeat(self.copies, *([1] * (tokens.dim() - 1)))
+        """Tokens of the samples (B, ...) -> the tokens of every row of the cache (`to_copies`)."""
+        return to_copies(tokens, self.copies)
 
     def choose(self, logits: torch.Tensor) -> torch.Tensor:
         """One token per sample from the logits of the cache's rows (B * copies, bins) -> (B,): guidance,

@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from openjukebox.data.songs import without_artist_genre
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior.autoregressive import AutoregressivePrior
-from openjukebox.prior.decode import PositionDecoder, decode_mode, guidance_copies, guided_logits
+from openjukebox.prior.decode import PositionDecoder, decode_mode, guidance_copies, guided_logits, to_copies
 
 if TYPE_CHECKING:
     from openjukebox.prior.model import Prior
@@ -222,7 +222,7 @@ def sample_autoregressive(
     out = torch.empty(rows, length, dtype=torch.long, device=device)
     n_known = 0 if known is None else known.shape[1]
     if known is not None:
-        out[:, :n_known] = known.repeat(copies, 1)
+        out[:, :n_known] = to_copies(known, copies)
     if n_known == length:
         return out[:n_samples]
     model.transformer.use_decode_layout_()  # once per model: weights column-major, read faster per step
@@ -254,7 +254,7 @@ def sample_autoregressive(
                     logits = filter_logits(logits, top_k, top_p)
                 token = draws(logits)  # (B,)
                 drawn.append(token)
-                last = (token.repeat(copies) if copies > 1 else token).view(rows, 1)
+                last = to_copies(token, copies).view(rows, 1)
                 if progress is not None:
                     progress(position - n_known + 1, length - n_known)
         out[:n_samples, n_known:] = torch.stack(drawn, dim=1)
@@ -373,7 +373,7 @@ def sample_prior(
         if c.labels is None or y is None:
             raise OpenJukeboxError("guidance needs a prior with artist and genre labels (and their label vector y)")
         y = torch.cat([y, without_artist_genre(y, c.labels.max_bow_genre_size)])
-        upper = None if upper is None else upper.repeat(2, 1)
+        upper = None if upper is None else to_copies(upper, copies)
     if prompt is not None:
         if prompt.dim() != 2 or prompt.shape[0] != n_samples or prompt.shape[1] > length:
             raise OpenJukeboxError(f"prompt must have shape ({n_samples}, <= {length}), got {tuple(prompt.shape)}")
