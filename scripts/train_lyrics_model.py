@@ -45,9 +45,10 @@ Presets (any option overrides them):
   AMD EPYC VM (synth 12 s, VQ-VAE 73 s, encode 14 s, prior 5 s, head 6 s, eval 5 s; BENCHMARKS.md).
 - `--preset demo`: 136 / 8 / 16 songs plus the 41 Wesnoth tracks; VQ-VAE `demo` 2400 steps x 4 crops; top prior
   `demo` (n_ctx 512 = 1.5 s, 128 lyric tokens, --lyric-jitter 24) 12 000 steps x 8 windows and upsamplers `demo`
-  5000 steps, lr 5e-4 with cosine decay; then 6000 steps of the top prior with label dropout 0.2. Measured:
-  about 1.5 h on 2 CPU cores, plus about 40 min for the guided steps (MODEL_CARD.md); the alignment it learns in
-  that time is not yet better than the baseline (BENCHMARKS.md).
+  (8 layers of width 128) 12 000 steps, lr 5e-4 with cosine decay; then 6000 steps of the top prior with label
+  dropout 0.2. About 2 h 40 min on 2 CPU cores, estimated from its parts (MODEL_CARD.md): VQ-VAE 41 min, the
+  three priors side by side about 65 min (each upsampler 35 min on one thread), the guided steps 37 min. The
+  alignment it learns in that time is not yet better than the baseline (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
@@ -103,7 +104,7 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_batch_size=4,
         save_every=1000,
     ),
-    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 2 h 10 min.
+    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 2 h 40 min.
     "demo": dict(
         _COMMON,
         songs=136,
@@ -116,7 +117,7 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_preset="demo",
         prior_steps=12_000,
         prior_batch_size=8,
-        upsampler_steps=5000,
+        upsampler_steps=12_000,
         decay="cosine",
         prior_lr=5e-4,
         prior_warmup_steps=500,

@@ -15,14 +15,14 @@ Presets (`prior_preset(name, level)`):
 | `upsampler_level_1` | 1     | 1920  | 72    | 1     | 8192  | 2          | none                        | v2     |
 | `upsampler_level_0` | 0     | 1920  | 72    | 1     | 8192  | 2          | none                        | v2     |
 | `small`             | 0-2   | 256   | 10    | 2     | 1024  | 8 / 2      | encoder (128 tokens), top   | ours   |
-| `demo`              | 0-2   | 128/64| 10/6  | 2     | 512   | 8 / 2      | encoder (128 tokens), top   | ours   |
+| `demo`              | 0-2   | 128   | 10/8  | 2     | 512   | 8 / 2      | encoder (128 tokens), top   | ours   |
 | `tiny`              | 0-2   | 32    | 10    | 2     | 64    | 8 / 2      | encoder (16 tokens), top    | ours   |
 
 The official presets exist for one level each; `small`, `demo` and `tiny` build a top prior at level 2 (lyrics
 encoder with cross-attention every tenth layer, as the original's `small_sep_enc_dec_prior`) and an upsampler
-at levels 1 and 0 (6 layers; `demo`'s upsamplers are 64 wide, its top prior 128). Their code counts match the
+at levels 1 and 0 (6 layers; `demo`'s have 8, as wide as its top prior: 128). Their code counts match the
 VQ-VAE presets of the same names (512, 256 and 64 codes per level). `demo` is the bundled demo model
-(MODEL_CARD.md), sized to train on two CPU cores in about an hour.
+(MODEL_CARD.md), sized to train on two CPU cores in about three hours.
 """
 
 from __future__ import annotations
@@ -321,6 +321,7 @@ def _own_preset(
     blocks: int,
     n_tokens: int,
     encoder: LyricsEncoderConfig | None,
+    upsampler_depth: int = 6,
 ) -> PriorConfig:
     """Our own top prior (level 2) or upsampler (levels 0, 1): labels from our vocabularies."""
     common = dict(level=level, bins=bins, n_ctx=n_ctx, width=width, heads=heads, blocks=blocks, init_scale=0.7)
@@ -346,7 +347,7 @@ def _own_preset(
         )
     return PriorConfig(
         **common,
-        depth=6,
+        depth=upsampler_depth,
         attn_order=2,
         labels=LabelConfig(artist_bins=64, genre_bins=64, max_bow_genre_size=1, ids="ours"),
         conditioner=ConditionerConfig(width=max(width // 2, 16), depth=4, dilation_cycle=4),
@@ -370,7 +371,9 @@ def prior_preset(name: str, level: int | None = None) -> PriorConfig:
         if level == 2:
             encoder = LyricsEncoderConfig(width=64, depth=2, heads=2, attn_order=2, blocks=8, init_scale=0.7)
             return _own_preset(level, bins=256, n_ctx=512, width=128, heads=2, blocks=16, n_tokens=128, encoder=encoder)
-        return _own_preset(level, bins=256, n_ctx=512, width=64, heads=2, blocks=16, n_tokens=0, encoder=None)
+        return _own_preset(
+            level, bins=256, n_ctx=512, width=128, heads=2, blocks=16, n_tokens=0, encoder=None, upsampler_depth=8
+        )
     if name == "tiny":
         encoder = LyricsEncoderConfig(width=32, depth=2, heads=2, attn_order=2, blocks=4, init_scale=0.7)
         return _own_preset(level, bins=64, n_ctx=64, width=32, heads=2, blocks=4, n_tokens=16, encoder=encoder)
