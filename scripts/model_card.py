@@ -262,7 +262,11 @@ class Judge:
         return list(zip(self.artist.predict(features), self.genre.predict(features)))
 
     def accuracy(self, features: np.ndarray, want: list[tuple[str, str]]) -> dict[str, float]:
-        got = self.predict(features)
+        return self.score(self.predict(features), want)
+
+    @staticmethod
+    def score(got: list[tuple[str, str]], want: list[tuple[str, str]]) -> dict[str, float]:
+        """Share of rows whose predicted genre / artist is the wanted one."""
         return {
             "genre": round(float(np.mean([p[1] == w[1] for p, w in zip(got, want)])), 3),
             "artist": round(float(np.mean([p[0] == w[0] for p, w in zip(got, want)])), 3),
@@ -374,7 +378,7 @@ def faithfulness(
         for (_, g), (_, p) in zip(want, predicted):
             by_genre[g].append(p == g)
         generated[f"{guidance:g}"] = {
-            "song": song_judge.accuracy(np.stack(song_x), want),
+            "song": Judge.score(predicted, want),
             "top_level": top_judge.accuracy(np.stack(top_x), want),
             "song_genre_by_genre": {g: round(float(np.mean(v)), 3) for g, v in sorted(by_genre.items())},
             "sampling_seconds": round(time.perf_counter() - t0, 1),

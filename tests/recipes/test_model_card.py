@@ -45,6 +45,19 @@ def test_logistic_regression_learns_separable_classes(card):
     assert np.mean([p == t for p, t in zip(clf.predict(x), y)]) > 0.95
 
 
+def test_judge_scores_genre_and_artist_apart(card):
+    rng = np.random.default_rng(1)
+    labels = [("ann", "rock"), ("bob", "jazz"), ("cat", "rock")]
+    centres = np.array([[3.0, 0.0], [0.0, 3.0], [3.0, 3.0]])
+    x = np.concatenate([rng.normal(c, 0.3, size=(20, 2)) for c in centres])
+    judge = card.Judge(x, [lab for lab in labels for _ in range(20)])
+    got = judge.predict(centres)
+    assert got == labels
+    # against the wanted (ann, rock): both right; both wrong; the right genre from another artist
+    want = [("ann", "rock"), ("ann", "rock"), ("ann", "rock")]
+    assert judge.accuracy(centres, want) == card.Judge.score(got, want) == {"genre": round(2 / 3, 3), "artist": 0.333}
+
+
 def measured() -> dict:
     level = {"hop_length": 8, "spectral_convergence_db": -5.5, "codes_used": 200, "entropy_bits": 7.1}
     return {
