@@ -6,7 +6,8 @@ Everything is measured here, from the recipe's working folder (WORK/corpus: the 
 WORK/test: held-out synthetic songs; WORK/runs: the training runs; WORK/align.json: `bench/align.py eval`):
 
 - training data: songs, hours, artists and genres per source folder of the corpus;
-- training: per run, optimizer steps, wall-clock time and the last logged loss (from its TensorBoard log);
+- training: per run, optimizer steps, wall-clock time (less pauses) and the last logged loss (from its TensorBoard
+  log);
 - VQ-VAE: per-level spectral convergence and codebook usage on the held-out songs (`vqvae.evaluate`);
 - priors: bits per token of each level on windows of the held-out songs (as the training's validation);
 - lyrics alignment: word-onset error on the held-out songs, from WORK/align.json;
@@ -18,6 +19,7 @@ WORK/test: held-out synthetic songs; WORK/runs: the training runs; WORK/align.js
 
 The numbers go to --json and, as a Markdown section, between the `<!-- measured:begin -->` and
 `<!-- measured:end -->` markers of --card (the rest of the card is prose and is left alone).
+`--render JSON --card CARD` writes the section again from an earlier run's numbers, measuring nothing.
 """
 
 from __future__ import annotations
@@ -87,8 +89,21 @@ def model_summary(model_dir: Path) -> dict[str, dict[str, int]]:
     return out
 
 
+PAUSE_S = 300.0  # a gap this long between two logged steps is a pause (stopped, killed and resumed), not training
+
+
+def active_hours(walls: list[float], pause_s: float = PAUSE_S) -> float:
+    """Hours between the first and the last of the wall times, less every gap of `pause_s` or more between two
+    consecutive ones (a run paused, or stopped and resumed later, logs nothing meanwhile)."""
+    if len(walls) < 2:
+        return 0.0
+    gaps = np.diff(np.sort(np.asarray(walls, dtype=np.float64)))
+    return float(gaps[gaps < pause_s].sum()) / 3600
+
+
 def training_summary(run: Path) -> dict:
-    """Steps, wall time and the last logged loss of a training run, from its TensorBoard events."""
+    """Steps, wall time (less pauses: `active_hours`) and the last logged loss of a training run, from its
+    TensorBoard events."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0})
@@ -100,7 +115,7 @@ def training_summary(run: Path) -> dict:
     last = [s.value for s in scalars[-5:]]
     return {
         "steps": scalars[-1].step,
-        "hours": round((max(walls) - min(walls)) / 3600, 2),
+        "hours": round(active_hours(walls), 2),
         "final_loss": round(float(np.mean(last)), 4),
         "loss_tag": tag,
     }
@@ -417,7 +432,7 @@ def markdown(m: dict) -> str:
     lines += ["|---|---:|---:|---:|---|"]
     for name, s in m["corpus"].items():
         lines.append(f"| {name}/ | {s['songs']} | {s['hours']} | {s['artists']} | {', '.join(s['genres'])} |")
-    lines += ["", "**Training runs** (wall clock from the TensorBoard logs)", ""]
+    lines += ["", "**Training runs** (wall clock from the TensorBoard logs, less pauses of 5 minutes or more)", ""]
     lines += ["| run | steps | hours | last logged loss |", "|---|---:|---:|---:|"]
     for name, t in m["training"].items():
         lines.append(f"| {name} | {t['steps']} | {t['hours']} | {t['final_loss']} ({t['loss_tag']}) |")
@@ -496,9 +511,13 @@ def markdown(m: dict) -> str:
             lines.append(f"| {what} recognised | " + " | ".join(f"{100 * v:.0f}%" for v in cells) + " |")
         for g in scales:
             by_genre = gen[g]["song_genre_by_genre"]
+            heard = Counter(r["predicted_genre"] for r in gen[g]["rows"]).most_common()
             lines += [
                 "",
                 f"Songs per genre, {names[g]}: " + ", ".join(f"{k} {100 * v:.0f}%" for k, v in by_genre.items()),
+                "",
+                f"Genres the song classifier heard, {names[g]} (songs of {len(gen[g]['rows'])}): "
+                + ", ".join(f"{k} {n}" for k, n in heard),
             ]
     return "\n".join(lines)
 
@@ -516,9 +535,12 @@ def write_card(card: Path, section: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--work", type=Path, required=True, help="the recipe's working folder (corpus/, test/, runs/)")
-    p.add_argument("--model", type=Path, required=True, help="model folder (vqvae/, prior_level_N/)")
+    p.add_argument("--work", type=Path, help="the recipe's working folder (corpus/, test/, runs/)")
+    p.add_argument("--model", type=Path, help="model folder (vqvae/, prior_level_N/)")
     p.add_argument("--card", type=Path, help="Markdown file with the measured-section markers to fill in")
+    p.add_argument(
+        "--render", type=Path, metavar="JSON", help="measure nothing: write the section from an earlier run's numbers"
+    )
     p.add_argument("--json", type=Path, help="write the numbers here (default WORK/model_card.json)")
     p.add_argument("--vqvae-seconds", type=float, default=240.0, help="held-out audio for the VQ-VAE figures")
     p.add_argument("--prior-batches", type=int, default=16, help="batches of 8 held-out windows per prior level")
@@ -540,6 +562,17 @@ def main(argv: list[str] | None = None) -> int:
         guidances = [float(g) for g in args.guidance.split(",")]
     except ValueError:
         raise SystemExit(f"model_card: error: --guidance {args.guidance!r}: expected numbers like 1,3") from None
+    if args.render:
+        try:
+            section = markdown(json.loads(args.render.read_text()))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise SystemExit(f"model_card: error: {args.render}: not a model_card.py run's numbers ({e!r})") from None
+        if args.card:
+            write_card(args.card, section)
+        print(section)
+        return 0
+    if args.work is None or args.model is None:
+        raise SystemExit("model_card: error: --work and --model are needed (or --render JSON)")
     torch.manual_seed(args.seed)
     work, model = args.work.resolve(), args.model.resolve()
     corpus, test = work / "corpus", work / "test"

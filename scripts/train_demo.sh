@@ -2,7 +2,7 @@
 # Train the bundled demo model from nothing, measure it, and install it into the package.
 #
 #   make synth-deps music-deps     # once, as root: FluidSynth, eSpeak NG, the Wesnoth music (Debian packages)
-#   scripts/train_demo.sh [WORK]   # default WORK=runs/demo; about 2 h 40 min on 2 CPU cores
+#   scripts/train_demo.sh [WORK]   # default WORK=runs/demo; about 2 h 45 min on 2 CPU cores
 #
 # 1. scripts/train_lyrics_model.py --preset demo: 160 synthetic sung songs (136 to train, 8 to choose the
 #    alignment head, 16 held out) + the 41 Wesnoth tracks; VQ-VAE `demo`; the lyric top prior `demo` and the two

@@ -45,10 +45,11 @@ Presets (any option overrides them):
   AMD EPYC VM (synth 12 s, VQ-VAE 73 s, encode 14 s, prior 5 s, head 6 s, eval 5 s; BENCHMARKS.md).
 - `--preset demo`: 136 / 8 / 16 songs plus the 41 Wesnoth tracks; VQ-VAE `demo` 2400 steps x 4 crops; top prior
   `demo` (n_ctx 512 = 1.5 s, 128 lyric tokens, --lyric-jitter 24) 12 000 steps x 8 windows and upsamplers `demo`
-  (8 layers of width 128) 12 000 steps, lr 5e-4 with cosine decay; then 6000 steps of the top prior with label
-  dropout 0.2. About 2 h 40 min on 2 CPU cores, estimated from its parts (MODEL_CARD.md): VQ-VAE 41 min, the
-  three priors side by side about 65 min (each upsampler 35 min on one thread), the guided steps 37 min. The
-  alignment it learns in that time is not yet better than the baseline (BENCHMARKS.md).
+  (8 layers of width 128) 24 000 steps, lr 5e-4 with cosine decay; then 12 000 steps of the top prior with label
+  dropout 0.2. About 2 h 45 min on 2 CPU cores, estimated from its parts (MODEL_CARD.md): VQ-VAE 41 min; the
+  three priors side by side about 95 min (each upsampler 0.175 s a step on one core, 70 min of it; the top prior
+  ~45 min of one core); the guided steps 25 min on both cores (0.125 s a step). The alignment it learns is not
+  yet better than the baseline (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
@@ -104,7 +105,7 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_batch_size=4,
         save_every=1000,
     ),
-    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 2 h 40 min.
+    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 2 h 45 min.
     "demo": dict(
         _COMMON,
         songs=136,
@@ -117,12 +118,12 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_preset="demo",
         prior_steps=12_000,
         prior_batch_size=8,
-        upsampler_steps=12_000,
+        upsampler_steps=24_000,
         decay="cosine",
         prior_lr=5e-4,
         prior_warmup_steps=500,
         lyric_jitter=24,
-        guided_steps=6000,
+        guided_steps=12_000,
         label_dropout=0.2,
         save_every=1000,
     ),

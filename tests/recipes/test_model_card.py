@@ -3,6 +3,7 @@ the Markdown it renders from measured numbers, and how it fills the card between
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -102,15 +103,25 @@ def measured() -> dict:
                     "song": {"genre": 0.75, "artist": 0.5},
                     "top_level": {"genre": 0.4, "artist": 0.1},
                     "song_genre_by_genre": {"folk": 1.0, "rock": 0.5},
+                    "rows": [{"predicted_genre": g} for g in ("rock", "folk", "rock", "rock")],
                 },
                 "3": {
                     "song": {"genre": 0.8, "artist": 0.625},
                     "top_level": {"genre": 0.6, "artist": 0.2},
                     "song_genre_by_genre": {"folk": 1.0, "rock": 0.6},
+                    "rows": [{"predicted_genre": g} for g in ("folk", "folk", "rock", "rock")],
                 },
             },
         },
     }
+
+
+def test_training_hours_leave_out_pauses(card):
+    # logged every 2 s for 100 s, paused for an hour, resumed for 50 s more; order of the logs does not matter
+    walls = [2.0 * i for i in range(51)] + [3700.0 + 2.0 * i for i in range(26)]
+    assert card.active_hours(walls[::-1]) == pytest.approx(150 / 3600)
+    assert card.active_hours(walls, pause_s=1e9) == pytest.approx(3750 / 3600)  # no pause: first to last
+    assert card.active_hours([5.0]) == 0.0
 
 
 def test_markdown_shows_every_measured_number(card):
@@ -133,9 +144,25 @@ def test_markdown_shows_every_measured_number(card):
         "| artist recognised | 70% | 10% | 20% | 50% |",
         "Songs per genre, no guidance: folk 100%, rock 50%",
         "Songs per genre, guidance 3: folk 100%, rock 60%",
+        "Genres the song classifier heard, no guidance (songs of 4): rock 3, folk 1",
+        "Genres the song classifier heard, guidance 3 (songs of 4): folk 2, rock 2",
     ]
     for needle in needles:
         assert needle in text, needle
+
+
+def test_card_is_rendered_again_from_saved_numbers(card, tmp_path, capsys):
+    numbers = tmp_path / "model_card.json"
+    numbers.write_text(json.dumps(measured()))
+    path = tmp_path / "CARD.md"
+    path.write_text(f"prose\n{card.BEGIN}\nold\n{card.END}\n")
+    assert card.main(["--render", str(numbers), "--card", str(path)]) == 0
+    assert path.read_text() == f"prose\n{card.BEGIN}\n{card.markdown(json.loads(numbers.read_text()))}\n{card.END}\n"
+    numbers.write_text("{}")
+    with pytest.raises(SystemExit, match=r"not a model_card\.py run's numbers"):
+        card.main(["--render", str(numbers)])
+    with pytest.raises(SystemExit, match="--work and --model are needed"):
+        card.main(["--model", str(tmp_path)])
 
 
 def test_card_is_filled_between_its_markers_only(card, tmp_path):
