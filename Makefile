@@ -38,7 +38,7 @@ DEMO_GENRE ?= folk
 DEMO_LYRICS ?= examples/demo_lyrics.txt
 DEMO_SECONDS ?= 12
 DEMO_SEED ?= 0
-DEMO_GUIDANCE ?= 1
+DEMO_GUIDANCE ?= 3
 DEMO_OUT ?= out/demo
 demo: $(BASE_STAMP)
 	$(BIN)/openjukebox demo --artist "$(DEMO_ARTIST)" --genre "$(DEMO_GENRE)" --lyrics-file "$(DEMO_LYRICS)" \

@@ -26,7 +26,10 @@ training steps themselves resume from their latest checkpoint with `--resume`):
    SIGTERM or Ctrl-C continues from its checkpoint when the recipe is run again.
    With --guided-steps N (the demo preset), the top prior then trains N more steps from its weights (`--init`,
    WORK/runs/prior_level_2_guided) with --label-dropout, so that it can be sampled with classifier-free guidance
-   (`openjukebox sample --guidance`); that run is the model's top prior.
+   (`openjukebox sample --guidance`); that run is the model's top prior. With --guided-upsampler-steps M, each
+   upsampler likewise trains M more steps (WORK/runs/prior_level_N_guided, at --guided-upsampler-lr, windows
+   drawn by --upsampler-balance: `genre` gives every genre the same share, so that the two hours of orchestral
+   Wesnoth music do not outweigh the sung songs), side by side with the top prior's.
 6. The model folder WORK/model: vqvae/ and prior_level_N/ (config, weights, artist/genre vocabularies) copied
    from the run folders (without their checkpoints and logs). WORK/recipe.json records settings and timings.
 7. `bench/align.py choose-head --model WORK/model --songs WORK/dev`: the lyric layer/head whose attention is most
@@ -45,11 +48,12 @@ Presets (any option overrides them):
   AMD EPYC VM (synth 12 s, VQ-VAE 73 s, encode 14 s, prior 5 s, head 6 s, eval 5 s; BENCHMARKS.md).
 - `--preset demo`: 136 / 8 / 16 songs plus the 41 Wesnoth tracks; VQ-VAE `demo` 2400 steps x 4 crops; top prior
   `demo` (n_ctx 512 = 1.5 s, 128 lyric tokens, --lyric-jitter 24) 12 000 steps x 8 windows and upsamplers `demo`
-  (8 layers of width 128) 24 000 steps, lr 5e-4 with cosine decay; then 12 000 steps of the top prior with label
-  dropout 0.2. About 2 h 45 min on 2 CPU cores, estimated from its parts (MODEL_CARD.md): VQ-VAE 41 min; the
-  three priors side by side about 95 min (each upsampler 0.175 s a step on one core, 70 min of it; the top prior
-  ~45 min of one core); the guided steps 25 min on both cores (0.125 s a step). The alignment it learns is not
-  yet better than the baseline (BENCHMARKS.md).
+  (8 layers of width 128) 24 000 steps, lr 5e-4 with cosine decay; then, with label dropout 0.2, 12 000 steps of
+  the top prior and 6000 of each upsampler (lr 2e-4, genre-balanced windows). About 3 h 10 min on 2 CPU cores,
+  estimated from its parts (MODEL_CARD.md): VQ-VAE 41 min; the three priors side by side about 95 min (each
+  upsampler 0.175 s a step on one core, 70 min of it; the top prior ~45 min of one core); the guided steps
+  about 50 min (the upsamplers' 6000 steps took 18 min side by side; the top prior's 12 000 took 25 min on both
+  cores alone). The alignment it learns is not yet better than the baseline (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
@@ -89,6 +93,9 @@ _COMMON = dict(
     label_dropout=0.0,
     upsampler_steps=0,
     upsampler_batch_size=8,
+    guided_upsampler_steps=0,
+    guided_upsampler_lr=2e-4,
+    upsampler_balance="length",
     music=False,
 )
 PRESETS: dict[str, dict[str, object]] = {
@@ -105,7 +112,7 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_batch_size=4,
         save_every=1000,
     ),
-    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 2 h 45 min.
+    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 3 h 10 min.
     "demo": dict(
         _COMMON,
         songs=136,
@@ -125,6 +132,8 @@ PRESETS: dict[str, dict[str, object]] = {
         lyric_jitter=24,
         guided_steps=12_000,
         label_dropout=0.2,
+        guided_upsampler_steps=6000,
+        upsampler_balance="genre",
         save_every=1000,
     ),
     "default": dict(
@@ -272,9 +281,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="then train the top prior this many more steps with --label-dropout, for classifier-free guidance",
     )
-    p.add_argument("--label-dropout", type=float, help="share of unlabelled windows in the --guided-steps run")
+    p.add_argument("--label-dropout", type=float, help="share of unlabelled windows in the guided runs")
     p.add_argument("--upsampler-steps", type=int, help="0: no upsamplers (alignment needs only the top prior)")
     p.add_argument("--upsampler-batch-size", type=int)
+    p.add_argument(
+        "--guided-upsampler-steps",
+        type=int,
+        help="then train each upsampler this many more steps with --label-dropout and --upsampler-balance",
+    )
+    p.add_argument("--guided-upsampler-lr", type=float, help="peak learning rate of the upsamplers' guided runs")
+    p.add_argument(
+        "--upsampler-balance", choices=("length", "genre", "artist"), help="window draw of the upsamplers' guided runs"
+    )
     p.add_argument("--save-every", type=int, help="training checkpoints every N steps")
     p.add_argument("--device", help="cpu or cuda for the priors and the alignment (default: cuda if available)")
     p.add_argument("--precision", default="fp32", help="training precision: fp32, or bf16 on a GPU")
@@ -306,32 +324,40 @@ def train_prior(s: dict[str, object], args: argparse.Namespace, work: Path, leve
     return f"prior level {level}", cmd, (out, int(steps))
 
 
+def guided_run(s: dict[str, object], work: Path, level: int) -> tuple[Path, int]:
+    """The continued run of one level (runs/prior_level_N_guided) and its steps (0: the level has none)."""
+    steps = int(s["guided_steps"] if level == 2 else s["guided_upsampler_steps"])
+    return work / "runs" / f"prior_level_{level}_guided", steps
+
+
 def train_guided(
-    s: dict[str, object], args: argparse.Namespace, work: Path, vqvae_dir: Path, timings: dict[str, float]
-) -> Path:
-    """The top prior's run folder for the model: runs/prior_level_2, or with --guided-steps, runs/prior_level_2_guided,
-    which continues it (`--init`) with label dropout so that `sample --guidance` can sample it."""
-    first = work / "runs" / "prior_level_2"
-    steps = int(s["guided_steps"])
+    s: dict[str, object], args: argparse.Namespace, work: Path, level: int, vqvae_dir: Path
+) -> Step | None:
+    """The step that continues one level's prior (`--init` from runs/prior_level_N) with label dropout, so that
+    `sample --guidance` can sample it; None when the level has no such steps or they are done (DONE)."""
+    out, steps = guided_run(s, work, level)
     if steps <= 0:
-        return first
-    out = work / "runs" / "prior_level_2_guided"
+        return None
     if (out / "model.safetensors").is_file() and (out / "DONE").is_file():
-        log(f"guided prior: {out} already trained")
-        return out
-    start = ["--resume"] if (out / "checkpoints").is_dir() else ["--init", str(first)]
+        log(f"guided level {level}: {out} already trained")
+        return None
+    start = ["--resume"] if (out / "checkpoints").is_dir() else ["--init", str(work / "runs" / f"prior_level_{level}")]
     device = ["--device", args.device] if args.device else []
     warmup = str(min(200, steps // 10))
+    if level == 2:
+        lr, batch, balance = s["prior_lr"], s["prior_batch_size"], "length"
+        extra = ["--lyric-jitter", str(s["lyric_jitter"])]
+    else:
+        lr, batch, balance, extra = s["guided_upsampler_lr"], s["upsampler_batch_size"], s["upsampler_balance"], []
     cmd = openjukebox(
         "prior", "train", "--data", str(work / "corpus"), "--vqvae", str(vqvae_dir), "--out", str(out),
-        "--level", "2", "--steps", str(steps), "--batch-size", str(s["prior_batch_size"]),
-        "--lr", str(s["prior_lr"]), "--warmup-steps", warmup, "--decay", str(s["decay"]), "--decay-start", warmup,
+        "--level", str(level), "--steps", str(steps), "--batch-size", str(batch),
+        "--lr", str(lr), "--warmup-steps", warmup, "--decay", str(s["decay"]), "--decay-start", warmup,
         "--save-every", str(s["save_every"]), "--val-every", "0", "--val-fraction", "0", "--seed", str(args.seed + 1),
-        "--precision", args.precision, "--no-progress", "--lyric-jitter", str(s["lyric_jitter"]),
-        "--label-dropout", str(s["label_dropout"]), *device, *start,
+        "--precision", args.precision, "--no-progress", "--label-dropout", str(s["label_dropout"]),
+        "--balance", str(balance), *extra, *device, *start,
     )  # fmt: skip
-    run_parallel([("guided prior", cmd, (out, steps))], timings)
-    return out
+    return f"guided level {level}", cmd, (out, steps)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,13 +422,18 @@ def main(argv: list[str] | None = None) -> int:
         run_parallel(steps, timings)
     save_recipe(work, s, timings)
 
-    top = train_guided(s, args, work, vqvae_dir, timings)
+    # Then the levels with guided steps continue from those weights with label dropout, side by side too.
+    steps = [step for level in levels if (step := train_guided(s, args, work, level, vqvae_dir)) is not None]
+    if steps:
+        run_parallel(steps, timings)
     save_recipe(work, s, timings)
 
     model = work / "model"
     copy_checkpoint(vqvae_dir, model / "vqvae")
     for level in levels:
-        copy_checkpoint(top if level == 2 else work / "runs" / f"prior_level_{level}", model / f"prior_level_{level}")
+        guided, guided_steps = guided_run(s, work, level)
+        run_dir = guided if guided_steps > 0 else work / "runs" / f"prior_level_{level}"
+        copy_checkpoint(run_dir, model / f"prior_level_{level}")
     log(f"model folder: {model} (vqvae/, {', '.join(f'prior_level_{level}/' for level in levels)})")
 
     bench = [sys.executable, str(REPO / "bench" / "align.py")]

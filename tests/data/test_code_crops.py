@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from openjukebox.data.audio_folder import draw_crop
 from openjukebox.data.code_cache import encode_songs, open_code_cache
 from openjukebox.data.code_crops import CodeCrops, split_value
 from openjukebox.data.index import build_index, open_index
@@ -239,3 +240,38 @@ def test_label_dropout_makes_some_windows_unlabelled_and_is_reproducible(index, 
         CodeCrops(index, cache, 2, 128, ids, label_dropout=1.0)
     with pytest.raises(OpenJukeboxError, match="label dropout needs"):
         CodeCrops(index, cache, 2, 128, None, label_dropout=0.1)
+
+
+@pytest.mark.parametrize("balance", ["genre", "artist"])
+def test_balance_gives_every_group_the_same_share_of_windows(index, cache, balance):
+    ids = _ids(index)
+    plain = CodeCrops(index, cache, 2, 128, ids, max_genres=2)
+    crops = CodeCrops(index, cache, 2, 128, ids, max_genres=2, balance=balance, val_fraction=0.5)
+    rng = np.random.default_rng(0)
+    draws = [crops.draw(rng) for _ in range(40_000)]
+    songs = np.bincount([song for song, _ in draws], minlength=len(crops)) / len(draws)
+    # Alpha sings songs 0 and 2 (1.0 s and 1.4 s); each of the other artists and every genre has one song
+    by_path = {s.path: i for i, s in enumerate(crops.songs)}
+    if balance == "artist":
+        a0, a2 = (plain._units[by_path[f"song{i}.wav"]] for i in (0, 2))
+        expected = {"song0.wav": a0 / (a0 + a2) / 3, "song1.wav": 1 / 3, "song2.wav": a2 / (a0 + a2) / 3}
+        expected["song3.wav"] = 1 / 3
+    else:
+        expected = {f"song{i}.wav": 1 / 4 for i in range(4)}
+    for path, p in expected.items():
+        assert songs[by_path[path]] == pytest.approx(p, abs=0.01)
+    for song, start in draws[:500]:  # starts stay whole windows inside the song
+        assert 0 <= start <= crops.lengths[song] // crops.hop_length - crops.n_ctx
+    assert all(torch.equal(v, crops.batch(3, 1, 8)[k]) for k, v in crops.batch(3, 1, 8).items())
+    assert crops.subset("val").balance == "length" and crops.subset("train").balance == balance
+    # the default keeps the original stream: a song by its length
+    rng1, rng2 = np.random.default_rng(5), np.random.default_rng(5)
+    assert [plain.draw(rng1) for _ in range(50)] == [draw_crop_windows(plain, rng2) for _ in range(50)]
+    with pytest.raises(OpenJukeboxError, match="balance must be one of length, genre, artist"):
+        CodeCrops(index, cache, 2, 128, ids, balance="songs")
+
+
+def draw_crop_windows(crops: CodeCrops, rng: np.random.Generator) -> tuple[int, int]:
+    """A window drawn as the original draws one: a song by its length, then a uniform start."""
+    song, unit = draw_crop(rng, np.cumsum(crops._units), crops._units, crops.n_ctx // crops.cond_downsample)
+    return song, unit * crops.cond_downsample

@@ -152,6 +152,21 @@ def test_markdown_shows_every_measured_number(card):
         assert needle in text, needle
 
 
+def test_markdown_shows_the_upsamplers_ceiling_per_guidance_scale(card):
+    m = measured()
+    del m["faithfulness"]["heldout"]["upsampled"]  # measured once per scale since the upsamplers are guided too
+    m["faithfulness"]["by_guidance"]["1"]["upsampled_heldout"] = {"genre": 0.375, "artist": 0.125}
+    m["faithfulness"]["by_guidance"]["3"]["upsampled_heldout"] = {"genre": 0.875, "artist": 0.5}
+    text = card.markdown(m)
+    assert (
+        "| | held-out real songs | through the VQ-VAE (level 0) | upsampled from their top-level codes, no guidance | "
+        "upsampled from their top-level codes, guidance 3 | generated, no guidance | generated, guidance 3 | chance |"
+    ) in text
+    assert "|---|---:|---:|---:|---:|---:|---:|---:|" in text
+    assert "| genre recognised | 100% | 90% | 38% | 88% | 75% | 80% | 50% |" in text
+    assert "| artist recognised | 50% | 25% | 12% | 50% | 50% | 62% | 50% |" in text
+
+
 def test_card_is_rendered_again_from_saved_numbers(card, tmp_path, capsys):
     numbers = tmp_path / "model_card.json"
     numbers.write_text(json.dumps(measured()))

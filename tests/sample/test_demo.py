@@ -53,6 +53,8 @@ def test_demo_command_writes_songs_lyrics_and_karaoke(tmp_path, no_network, caps
     assert sr == 44100 and len(audio) >= 1.9 * sr and abs(audio).max() > 0
     run = json.loads((out / "run.json").read_text())
     assert run["model"] == "demo" and run["artist"] == "june meadow"
+    for level in (2, 1, 0):  # guided towards the artist and genre at every level by default
+        assert json.loads((out / f"level_{level}" / "metadata.json").read_text())["settings"]["guidance"] == 3.0
     words = json.loads((out / "align" / "item_0" / "align.json").read_text())["words"]
     assert [w["word"] for w in words][:3] == ["golden", "light", "across"]
     assert (out / "align" / "item_0" / "karaoke.html").stat().st_size > 1000

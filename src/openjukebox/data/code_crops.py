@@ -12,10 +12,14 @@ window is exactly `upper[start / cond_downsample : (start + n_ctx) / cond_downsa
 song's audio (not its padding to the top hop).
 
 As in `SongCrops`, a window is drawn from a song with probability proportional to its length, at a uniform
-(aligned) start, and a batch is a pure function of (seed, index). Songs shorter than one window (or outside
-the top prior's timing range) are skipped and listed in `rejected`. The codes of the needed levels are read once
-at construction and held in memory as int16: per hour of audio 2.5 MB for the top prior, 12.5 MB for the level-1
-upsampler (levels 1 and 2), 50 MB for the level-0 upsampler (levels 0 and 1).
+(aligned) start, and a batch is a pure function of (seed, index). With `balance="genre"` (or "artist") each genre
+(a song's first genre tag; or each artist) gets the same share of the windows instead, and within one, songs
+are drawn by length: a corpus where one source holds most of the hours (two hours of orchestral game music
+beside one hour of sung synthetic songs) then no longer teaches the model mostly that source's sound.
+Songs shorter than one window (or outside the top prior's timing range) are skipped and listed in `rejected`.
+The codes of the needed levels are read once at construction and held in memory as int16: per hour of audio
+2.5 MB for the top prior, 12.5 MB for the level-1 upsampler (levels 1 and 2), 50 MB for the level-0 upsampler
+(levels 0 and 1).
 
 Validation: `split="val"` keeps the songs whose content hash falls in the held-out fraction (a hash of the
 content hash, so a song keeps its side when others are added), `split="train"` the others; with a fraction > 0
@@ -42,6 +46,7 @@ from openjukebox.errors import OpenJukeboxError
 log = logging.getLogger(__name__)
 
 SPLITS = ("all", "train", "val")
+BALANCES = ("length", "genre", "artist")  # how a window's song is drawn
 _LISTED = 3  # names quoted in a message
 
 
@@ -70,6 +75,7 @@ class _CodedSong:
     codes: np.ndarray  # (T_L,) int16/int32 codes of level L over the whole (padded) song
     upper: np.ndarray | None  # (T_{L+1},) codes of level L + 1 (upsamplers)
     labels: SongLabels | None  # None for priors without labels
+    group: str  # the song's balancing group: its first genre tag or its artist (lower case; "" if none)
 
 
 class CodeCrops:
@@ -91,6 +97,9 @@ class CodeCrops:
         label_dropout: the share of training windows whose artist and genre are replaced by "unknown"
             (`without_artist_genre`), drawn from the batch's generator (the "val" subset has none): the prior
             also learns the unconditional distribution that classifier-free guidance samples against.
+        balance: how a window's song is drawn: "length" (by its length, as the original), "genre" (every first
+            genre tag the same share, then by length; songs without one form one group) or "artist" (likewise
+            per artist). The "val" subset always draws by length, so its loss stays comparable between runs.
     """
 
     def __init__(
@@ -110,6 +119,7 @@ class CodeCrops:
         max_length: int | None = None,
         lyric_jitter: int = 0,
         label_dropout: float = 0.0,
+        balance: str = "length",
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -128,6 +138,9 @@ class CodeCrops:
         if label_dropout and ids is None:
             raise OpenJukeboxError("label dropout needs a prior with artist and genre labels")
         self.label_dropout, self.max_genres = label_dropout, max_genres
+        if balance not in BALANCES:
+            raise OpenJukeboxError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
+        self.balance = balance
         self.rejected: list[tuple[str, str]] = []  # (path relative to root, reason)
 
         records = index.songs("ok")
@@ -180,7 +193,9 @@ class CodeCrops:
                     r, length, self.sample_rate, ids, n_tokens=n_tokens, lyrics_vocab=lyrics_vocab,
                     max_genres=max_genres,
                 )  # fmt: skip
-            self.songs.append(_CodedSong(r.path, r.content_hash, length, z, upper, labels))  # type: ignore[arg-type]
+            group = (r.genres[0] if r.genres else "") if balance == "genre" else (r.artist or "")
+            song = _CodedSong(r.path, r.content_hash, length, z, upper, labels, group.strip().lower())  # type: ignore[arg-type]
+            self.songs.append(song)
         unknown = ids.unknown() if ids is not None else []
         if unknown:
             more = " ..." if len(unknown) > _LISTED else ""
@@ -203,15 +218,23 @@ class CodeCrops:
         # Song i has units[i] aligned starts' worth of codes: a window of n_ctx codes must end inside the audio.
         self._units = self.lengths // self.hop_length // self.cond_downsample
         self._ends = np.cumsum(self._units)
+        self._song_cdf = None  # balanced: cumulative probability of drawing each song
+        if self.balance != "length":
+            groups = [s.group for s in self.songs]
+            units = {g: 0 for g in groups}
+            for g, n in zip(groups, self._units.tolist()):
+                units[g] += n
+            p = np.asarray([n / units[g] / len(units) for g, n in zip(groups, self._units.tolist())])
+            self._song_cdf = np.cumsum(p)
 
     def subset(self, split: str) -> CodeCrops:
         """The "train" or "val" side of an "all" dataset, without reading the cache again (codes are shared)."""
         if self.split != "all" or split not in ("train", "val"):
             raise ValueError(f"subset({split!r}) of a {self.split!r} dataset; take 'train' or 'val' of 'all'")
         other = copy.copy(self)
-        other._keep(split)
         if split == "val":
-            other.lyric_jitter, other.label_dropout = 0, 0.0
+            other.lyric_jitter, other.label_dropout, other.balance = 0, 0.0, "length"
+        other._keep(split)
         return other
 
     def _set_geometry(
@@ -259,7 +282,13 @@ class CodeCrops:
 
     def draw(self, rng: np.random.Generator) -> tuple[int, int]:
         """(song, start code) of a random window; two draws from `rng`."""
-        song, unit = draw_crop(rng, self._ends, self._units, self.n_ctx // self.cond_downsample)
+        window = self.n_ctx // self.cond_downsample
+        if self._song_cdf is None:
+            song, unit = draw_crop(rng, self._ends, self._units, window)
+        else:
+            position = rng.random() * self._song_cdf[-1]
+            song = min(int(np.searchsorted(self._song_cdf, position, side="right")), len(self) - 1)
+            unit = int(rng.integers(self._units[song] - window + 1))
         return song, unit * self.cond_downsample
 
     def batch(self, seed: int, index: int, batch_size: int) -> dict[str, torch.Tensor]:

@@ -22,7 +22,7 @@ The official presets exist for one level each; `small`, `demo` and `tiny` build 
 encoder with cross-attention every tenth layer, as the original's `small_sep_enc_dec_prior`) and an upsampler
 at levels 1 and 0 (6 layers; `demo`'s have 8, as wide as its top prior: 128). Their code counts match the
 VQ-VAE presets of the same names (512, 256 and 64 codes per level). `demo` is the bundled demo model
-(MODEL_CARD.md), sized to train on two CPU cores in about 2 h 45 min.
+(MODEL_CARD.md), sized to train on two CPU cores in about 3 h 10 min.
 """
 
 from __future__ import annotations

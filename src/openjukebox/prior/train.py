@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from openjukebox.checkpoints.format import model_config_json, read_config
-from openjukebox.data.code_crops import CodeCrops
+from openjukebox.data.code_crops import BALANCES, CodeCrops
 from openjukebox.data.lyrics import VOCAB_V2, VOCAB_V3, LyricsVocab
 from openjukebox.data.vocab import Vocabulary
 from openjukebox.errors import OpenJukeboxError
@@ -50,6 +50,7 @@ DATA_SETTINGS: dict[str, tuple[str, Any]] = {
     "val_fraction": ("--val-fraction", None),
     "lyric_jitter": ("--lyric-jitter", 0),
     "label_dropout": ("--label-dropout", 0.0),
+    "balance": ("--balance", "length"),
 }
 
 
@@ -249,6 +250,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="share of training windows whose artist and genre are replaced by 'unknown', so that the prior can be "
         "sampled with classifier-free guidance (`openjukebox sample --guidance`); default 0, as the original",
     )
+    p.add_argument(
+        "--balance",
+        choices=BALANCES,
+        default="length",
+        help="how a training window's song is drawn: by its length (default, as the original), or every genre "
+        "(first genre tag) or every artist the same share of the windows, then by length",
+    )
     p.add_argument("--val-every", type=int, default=500, help="validation loss every N steps (0 = never)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the songs held out for validation")
     p.add_argument("--val-batches", type=int, default=4, help="batches in one validation pass")
@@ -324,8 +332,8 @@ def model_and_labels(
 
 
 def _check_data_settings(args: argparse.Namespace) -> None:
-    """On resume, the split of the songs, the lyric jitter and the label dropout must be those the run started
-    with (a run from before a setting existed had its default)."""
+    """On resume, the split of the songs, the lyric jitter, the label dropout and the balance must be those the run
+    started with (a run from before a setting existed had its default)."""
     path = args.out / DATA_SETTINGS_FILE
     if args.resume and path.is_file():
         saved = read_json_object(path)
@@ -373,7 +381,7 @@ def train_prior(args: argparse.Namespace) -> None:
         cache = CodeCache(args.cache or data_dir / DEFAULT_CACHE_NAME, vqvae_fingerprint(vqvae_dir))
         max_genres = c.labels.max_bow_genre_size if c.labels is not None else 1
         kw: dict[str, Any] = dict(n_tokens=c.n_tokens, lyrics_vocab=lyrics_vocab(c), max_genres=max_genres)
-        kw.update(lyric_jitter=args.lyric_jitter, label_dropout=args.label_dropout)
+        kw.update(lyric_jitter=args.lyric_jitter, label_dropout=args.label_dropout, balance=args.balance)
         kw.update(timing_range(c))
         # The held-out songs depend on --val-fraction only (not on whether validation runs), so that the training
         # windows of a resumed run are the same as before.
