@@ -219,13 +219,10 @@ class CodeCrops:
         self._units = self.lengths // self.hop_length // self.cond_downsample
         self._ends = np.cumsum(self._units)
         self._song_cdf = None  # balanced: cumulative probability of drawing each song
-        if self.balance != "length":
-            groups = [s.group for s in self.songs]
-            units = {g: 0 for g in groups}
-            for g, n in zip(groups, self._units.tolist()):
-                units[g] += n
-            p = np.asarray([n / units[g] / len(units) for g, n in zip(groups, self._units.tolist())])
-            self._song_cdf = np.cumsum(p)
+        if self.balance != "length":  # each group 1 / groups, shared within it by length
+            _, group_of = np.unique([s.group for s in self.songs], return_inverse=True)
+            group_units = np.bincount(group_of, weights=self._units)
+            self._song_cdf = np.cumsum(self._units / group_units[group_of] / len(group_units))
 
     def subset(self, split: str) -> CodeCrops:
         """The "train" or "val" side of an "all" dataset, without reading the cache again (codes are shared)."""

@@ -23,7 +23,7 @@ from openjukebox.errors import OpenJukeboxError
 DEFAULT_OUT = Path("out/demo")
 DEFAULT_ARTIST = "june meadow"
 DEFAULT_GENRE = "folk"
-DEFAULT_GUIDANCE = 3.0  # the demo's songs follow their artist and genre far better with it (MODEL_CARD.md)
+DEFAULT_GUIDANCE = 3.0  # genre heard in 68 % of the demo's songs with it, 46 % without (MODEL_CARD.md)
 DEFAULT_LYRICS = "golden light across the river\nsing with me tonight\n"
 # Top-level windows overlap by half instead of the original's 7/8: 4x fewer top windows, so the demo stays quick.
 DEMO_HOP_FRACTION = "2=0.5,1=0.5,0=0.5"
