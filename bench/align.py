@@ -23,7 +23,9 @@ for the numbers.
 `choose-head`: `align.choose_alignment_head` on the songs of DEV_DIR (held out from training, and apart from the
 test songs `eval` runs on), then the choice is stored in MODEL_DIR/prior_level_2's config (`with_alignment`,
 saved with `checkpoints.prior.save_prior`, keeping the artist/genre vocabularies), so `openjukebox align` and
-`openjukebox sample` read that head without --layer/--head. scripts/train_lyrics_model.py runs it.
+`openjukebox sample` read that head without --layer/--head. scripts/train_lyrics_model.py runs it, except for a
+top prior trained with `prior train --align-loss`: its config already names the head that loss trained, and the
+monotonicity score may well prefer an untrained one (it did on the demo's top prior: BENCHMARKS.md).
 """
 
 from __future__ import annotations

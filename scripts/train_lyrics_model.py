@@ -29,12 +29,18 @@ training steps themselves resume from their latest checkpoint with `--resume`):
    (`openjukebox sample --guidance`); that run is the model's top prior. With --guided-upsampler-steps M, each
    upsampler likewise trains M more steps (WORK/runs/prior_level_N_guided, at --guided-upsampler-lr, windows
    drawn by --upsampler-balance: `genre` gives every genre the same share, so that the two hours of orchestral
-   Wesnoth music do not outweigh the sung songs), side by side with the top prior's.
+   Wesnoth music do not outweigh the sung songs), side by side with the top prior's. With --aligned-steps K,
+   the top prior then trains K more steps from those weights (WORK/runs/prior_level_2_aligned, at --aligned-lr,
+   label dropout as before) with the alignment loss (`prior train --align-loss`, weight --align-loss): its
+   alignment head learns to attend to the character being sung, from the synth songs' word timings. The last
+   stage with steps is the model's level.
 6. The model folder WORK/model: vqvae/ and prior_level_N/ (config, weights, artist/genre vocabularies) copied
    from the run folders (without their checkpoints and logs). WORK/recipe.json records settings and timings.
 7. `bench/align.py choose-head --model WORK/model --songs WORK/dev`: the lyric layer/head whose attention is most
    monotonic on the dev songs (`align.choose_alignment_head`) is stored in prior_level_2/config.json
-   (`with_alignment` + `checkpoints.prior.save_prior`, keeping the vocabularies).
+   (`with_alignment` + `checkpoints.prior.save_prior`, keeping the vocabularies). Skipped when the top prior
+   comes from the aligned run: its config's head is the one the alignment loss trained (the monotonicity score
+   picked another head, whose word onsets were 6.4 s off where the trained head's were 1.4 s; BENCHMARKS.md).
 8. `bench/align.py eval --model WORK/model --songs WORK/test --json WORK/align.json`: word-onset error vs the
    linear baseline (skip with --no-eval).
 
@@ -53,7 +59,9 @@ Presets (any option overrides them):
   estimated from its parts (MODEL_CARD.md): VQ-VAE 41 min; the three priors side by side about 95 min (each
   upsampler 0.175 s a step on one core, 70 min of it; the top prior ~45 min of one core); the guided steps
   about 50 min (the upsamplers' 6000 steps took 18 min side by side; the top prior's 12 000 took 25 min on both
-  cores alone). The alignment it learns is not yet better than the baseline (BENCHMARKS.md).
+  cores alone). The alignment it learns is not yet better than the baseline (BENCHMARKS.md). Adding
+  `--aligned-steps 8000 --align-loss 0.3` (not in the preset yet: the bundled model was trained without it; about
+  28 min more on one core) brought its median word-onset error from 6.2 s to 0.63 s in a trial (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
@@ -96,6 +104,9 @@ _COMMON = dict(
     guided_upsampler_steps=0,
     guided_upsampler_lr=2e-4,
     upsampler_balance="length",
+    aligned_steps=0,
+    aligned_lr=2e-4,
+    align_loss=0.3,
     music=False,
 )
 PRESETS: dict[str, dict[str, object]] = {
@@ -293,6 +304,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--upsampler-balance", choices=("length", "genre", "artist"), help="window draw of the upsamplers' guided runs"
     )
+    p.add_argument("--aligned-steps", type=int, help="then train the top prior N more steps with --align-loss")
+    p.add_argument("--aligned-lr", type=float, help="peak learning rate of the aligned run")
+    p.add_argument("--align-loss", type=float, help="weight of the alignment loss in the aligned run")
     p.add_argument("--save-every", type=int, help="training checkpoints every N steps")
     p.add_argument("--device", help="cpu or cuda for the priors and the alignment (default: cuda if available)")
     p.add_argument("--precision", default="fp32", help="training precision: fp32, or bf16 on a GPU")
@@ -324,40 +338,70 @@ def train_prior(s: dict[str, object], args: argparse.Namespace, work: Path, leve
     return f"prior level {level}", cmd, (out, int(steps))
 
 
-def guided_run(s: dict[str, object], work: Path, level: int) -> tuple[Path, int]:
-    """The continued run of one level (runs/prior_level_N_guided) and its steps (0: the level has none)."""
-    steps = int(s["guided_steps"] if level == 2 else s["guided_upsampler_steps"])
-    return work / "runs" / f"prior_level_{level}_guided", steps
+# The runs that continue each level's first run, in order: each starts from the weights of the one before it.
+STAGES = ("guided", "aligned")
 
 
-def train_guided(
-    s: dict[str, object], args: argparse.Namespace, work: Path, level: int, vqvae_dir: Path
+def stage_run(s: dict[str, object], work: Path, level: int, stage: str) -> tuple[Path, int]:
+    """A continued run of one level (runs/prior_level_N_<stage>) and its steps (0: the level has none; the
+    aligned stage is the top prior's only)."""
+    key = f"{stage}_steps" if level == 2 else "guided_upsampler_steps" if stage == "guided" else None
+    steps = int(s[key]) if key else 0
+    return work / "runs" / f"prior_level_{level}_{stage}", steps
+
+
+def model_run(s: dict[str, object], work: Path, level: int, before: str | None = None) -> Path:
+    """The run folder whose weights are the level's model: its last stage with steps (before `before`, if given),
+    else its first run."""
+    run = work / "runs" / f"prior_level_{level}"
+    for stage in STAGES[: STAGES.index(before)] if before else STAGES:
+        out, steps = stage_run(s, work, level, stage)
+        if steps > 0:
+            run = out
+    return run
+
+
+def train_stage(
+    s: dict[str, object], args: argparse.Namespace, work: Path, level: int, vqvae_dir: Path, stage: str
 ) -> Step | None:
-    """The step that continues one level's prior (`--init` from runs/prior_level_N) with label dropout, so that
-    `sample --guidance` can sample it; None when the level has no such steps or they are done (DONE)."""
-    out, steps = guided_run(s, work, level)
+    """The step that continues one level's prior (`--init` from the run before) with label dropout, so that
+    `sample --guidance` can sample it; None when the level has no such steps or they are done (DONE).
+    `guided`: the level's first continuation (the top prior as before, the upsamplers at --guided-upsampler-lr
+    with --upsampler-balance windows). `aligned`: then the top prior at --aligned-lr with the alignment loss."""
+    out, steps = stage_run(s, work, level, stage)
     if steps <= 0:
         return None
     if (out / "model.safetensors").is_file() and (out / "DONE").is_file():
-        log(f"guided level {level}: {out} already trained")
+        log(f"{stage} level {level}: {out} already trained")
         return None
-    start = ["--resume"] if (out / "checkpoints").is_dir() else ["--init", str(work / "runs" / f"prior_level_{level}")]
+    start = ["--resume"] if (out / "checkpoints").is_dir() else ["--init", str(model_run(s, work, level, stage))]
     device = ["--device", args.device] if args.device else []
     warmup = str(min(200, steps // 10))
-    if level == 2:
-        lr, batch, balance = s["prior_lr"], s["prior_batch_size"], "length"
-        extra = ["--lyric-jitter", str(s["lyric_jitter"])]
+    batch = s["prior_batch_size"] if level == 2 else s["upsampler_batch_size"]
+    extra = ["--lyric-jitter", str(s["lyric_jitter"])] if level == 2 else []
+    if stage == "aligned":
+        lr, balance = s["aligned_lr"], "length"
+        extra += ["--align-loss", str(s["align_loss"])]
+    elif level == 2:
+        lr, balance = s["prior_lr"], "length"
     else:
-        lr, batch, balance, extra = s["guided_upsampler_lr"], s["upsampler_batch_size"], s["upsampler_balance"], []
+        lr, balance = s["guided_upsampler_lr"], s["upsampler_balance"]
+    seed = args.seed + 1 + STAGES.index(stage)  # each stage its own window stream
     cmd = openjukebox(
         "prior", "train", "--data", str(work / "corpus"), "--vqvae", str(vqvae_dir), "--out", str(out),
         "--level", str(level), "--steps", str(steps), "--batch-size", str(batch),
         "--lr", str(lr), "--warmup-steps", warmup, "--decay", str(s["decay"]), "--decay-start", warmup,
-        "--save-every", str(s["save_every"]), "--val-every", "0", "--val-fraction", "0", "--seed", str(args.seed + 1),
+        "--save-every", str(s["save_every"]), "--val-every", "0", "--val-fraction", "0", "--seed", str(seed),
         "--precision", args.precision, "--no-progress", "--label-dropout", str(s["label_dropout"]),
         "--balance", str(balance), *extra, *device, *start,
     )  # fmt: skip
-    return f"guided level {level}", cmd, (out, steps)
+    return f"{stage} level {level}", cmd, (out, steps)
+
+
+def aligned_head(s: dict[str, object], work: Path) -> bool:
+    """Whether the model's top prior comes from the aligned run, whose config names the head the alignment loss
+    trained: then that head is kept (the monotonicity score of choose-head prefers an untrained one)."""
+    return model_run(s, work, 2) == stage_run(s, work, 2, "aligned")[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -422,22 +466,26 @@ def main(argv: list[str] | None = None) -> int:
         run_parallel(steps, timings)
     save_recipe(work, s, timings)
 
-    # Then the levels with guided steps continue from those weights with label dropout, side by side too.
-    steps = [step for level in levels if (step := train_guided(s, args, work, level, vqvae_dir)) is not None]
-    if steps:
-        run_parallel(steps, timings)
-    save_recipe(work, s, timings)
+    # Then the levels with guided steps continue from those weights with label dropout, side by side too, and
+    # then the levels with balanced steps from those.
+    for stage in STAGES:
+        steps = [step for level in levels if (step := train_stage(s, args, work, level, vqvae_dir, stage)) is not None]
+        if steps:
+            run_parallel(steps, timings)
+        save_recipe(work, s, timings)
 
     model = work / "model"
     copy_checkpoint(vqvae_dir, model / "vqvae")
     for level in levels:
-        guided, guided_steps = guided_run(s, work, level)
-        run_dir = guided if guided_steps > 0 else work / "runs" / f"prior_level_{level}"
-        copy_checkpoint(run_dir, model / f"prior_level_{level}")
+        copy_checkpoint(model_run(s, work, level), model / f"prior_level_{level}")
     log(f"model folder: {model} (vqvae/, {', '.join(f'prior_level_{level}/' for level in levels)})")
 
     bench = [sys.executable, str(REPO / "bench" / "align.py")]
-    run([*bench, "choose-head", "--model", str(model), "--songs", str(dev), *device], timings, "choose head")
+    if aligned_head(s, work):
+        lyrics = json.loads((model / "prior_level_2" / "config.json").read_text())["config"]["lyrics"]
+        log(f"choose head: kept layer {lyrics['alignment_layer']} head {lyrics['alignment_head']}, the aligned run's")
+    else:
+        run([*bench, "choose-head", "--model", str(model), "--songs", str(dev), *device], timings, "choose head")
     if not args.no_eval:
         cmd = [*bench, "eval", "--model", str(model), "--songs", str(test), "--json", str(work / "align.json"), *device]
         run(cmd, timings, "eval")

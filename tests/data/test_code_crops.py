@@ -220,6 +220,27 @@ def test_lyric_jitter_moves_only_word_timed_windows_and_is_reproducible(index, c
         CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, lyric_jitter=-1)
 
 
+def test_sung_keys_come_with_the_same_windows_and_only_from_word_timed_songs(index, cache):
+    ids = _ids(index)
+    kw = dict(n_tokens=N_TOKENS, max_genres=1, lyric_jitter=3)
+    plain = CodeCrops(index, cache, 2, 128, ids, **kw)
+    sung = CodeCrops(index, cache, 2, 128, ids, **kw, sung_keys=True)
+    a, b = plain.batch(0, 4, 16), sung.batch(0, 4, 16)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # the same stream of windows, lyric shifts and labels
+    assert b["sung"].shape == (16, 128) and b["sung"].dtype == torch.int64
+    timed = b["song"] == 1  # the song with word timings; the others have no targets
+    assert (b["sung"][~timed] == -1).all() and (b["sung"][timed] >= 1).any()
+    assert (b["sung"] < N_TOKENS).all()
+    for i in torch.nonzero(timed).flatten().tolist():  # the keys of each window's own (shifted) lyric window
+        song, start = int(b["song"][i]), int(b["start"][i])
+        labels = sung.songs[song].labels
+        shift = next(s for s in range(-3, 4) if sung.example_at(song, start, s)["y"].tolist() == b["y"][i].tolist())
+        expected = labels.sung_keys(start * 128, 128 * 128, N_TOKENS, sung.lyrics_vocab, 128, shift)
+        assert b["sung"][i].tolist() == expected.tolist()
+    with pytest.raises(OpenJukeboxError, match="need a prior with lyrics"):
+        CodeCrops(index, cache, 2, 128, ids, sung_keys=True)
+
+
 def test_label_dropout_makes_some_windows_unlabelled_and_is_reproducible(index, cache):
     ids = _ids(index)
     plain = CodeCrops(index, cache, 2, 128, ids, n_tokens=N_TOKENS, max_genres=2, lyric_jitter=3)

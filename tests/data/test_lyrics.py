@@ -17,6 +17,7 @@ from openjukebox.data.lyrics import (
     encode_timed_words,
     lyric_window,
     lyric_window_from_words,
+    sung_keys,
 )
 from openjukebox.errors import OpenJukeboxError
 
@@ -171,3 +172,18 @@ def test_words_window_shift_moves_the_centre_and_stays_clamped() -> None:
     assert lyric_window_from_words(words, 800, 300, 200, 4, shift=-2)[1].tolist() == [0, 1, 2, 3]
     assert lyric_window_from_words(words, 800, 300, 200, 4, shift=-9)[1].tolist() == [0, 1, 2, 3]  # clamped
     assert lyric_window_from_words(words, 800, 300, 200, 4, shift=9)[1].tolist() == [4, 5, 6, 7]
+
+
+def test_sung_keys_point_at_the_character_being_sung_inside_words() -> None:
+    words = [TimedWord("ab", 100, 300), TimedWord("cd", 500, 700)]
+    # "ab cd": a ends 200, b 300, the space 500 (when "cd" starts), c 600, d 700
+    assert encode_timed_words(words)[1].tolist() == [200, 300, 500, 600, 700]
+    # codes of 100 samples, read at their middles 50, 150, ..., 750
+    whole = np.array([-1, 0, 1, 2, 3, 4])  # the window holds every character (left-padded): slot k + 1
+    # 150 -> 'a' (slot 1, key 2); 250 -> 'b'; 350 and 450 are between the words; 550 -> 'c' (key 5);
+    # 650 -> 'd' sits in the last slot, whose key does not exist; 50 and 750 are outside the words
+    assert sung_keys(words, whole, 0, 100, 8).tolist() == [-1, 2, 3, -1, -1, 5, -1, -1]
+    part = np.array([0, 1, 2, 3])  # 'd' is not in this window, 'c' in its last slot
+    assert sung_keys(words, part, 0, 100, 8).tolist() == [-1, 1, 2, -1, -1, -1, -1, -1]
+    assert sung_keys(words, whole, 200, 100, 4).tolist() == [3, -1, -1, 5]  # a window starting later
+    assert sung_keys([], np.array([-1, -1]), 0, 100, 3).tolist() == [-1, -1, -1]

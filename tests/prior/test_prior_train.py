@@ -142,6 +142,38 @@ def test_label_dropout_is_recorded_and_checked(tmp_path, dataset, tiny_vqvae_dir
     assert "label dropout must be in [0, 1), got 1.0" in capsys.readouterr().err
 
 
+TIMED = [  # sung words inside the 0.37 s of codes: every tiny window (0.19 s) has characters being sung
+    {"word": w, "start": 0.01 + 0.045 * i, "end": 0.045 * (i + 1)}
+    for i, w in enumerate(["hello", "there", "my", "old", "friend"])
+]
+
+
+def test_align_loss_teaches_the_alignment_head_where_the_singing_is(tmp_path, tiny_vqvae_dir, capsys):
+    torch.set_num_threads(1)
+    metas = [dict(m, lyrics=" ".join(w["word"] for w in TIMED), words=TIMED) for m in METAS]
+    data = make_code_dataset(tmp_path / "timed", tiny_vqvae_dir, metas)
+    out = tmp_path / "run"
+    extra = ["--preset", "tiny", "--level", "2", "--lr", "3e-3", "--log-every", "10", "--val-every", "200",
+             "--val-fraction", "0.34", "--val-batches", "2", "--align-loss", "1"]  # fmt: skip
+    assert _train(data, tiny_vqvae_dir, out, 400, *extra) == 0
+    align = _scalars(out, "train/align_loss")
+    # the 16 keys of the tiny prior's lyric window: log2(16) = 4 bits for attention spread evenly
+    assert align[0] > 3.0 and align[-1] < 0.5 * align[0], align
+    # measured on the held-out song's windows too (its random codes are not learnt: no assertion on the value)
+    val = _scalars(out, "val/align_loss_level2")
+    assert len(val) == 2 and all(np.isfinite(val)) and len(_scalars(out, "val/loss_level2")) == 2
+    assert json.loads((out / "prior_data.json").read_text())["align_loss"] == 1.0
+    capsys.readouterr()
+    # songs without word timings, an upsampler (no lyrics), a negative weight: clear errors
+    assert _train(make_code_dataset(tmp_path / "plain", tiny_vqvae_dir, METAS), tiny_vqvae_dir, tmp_path / "a", 2,
+                  "--preset", "tiny", "--val-every", "0", "--align-loss", "1") == 1  # fmt: skip
+    assert "none of the training songs has word timings" in capsys.readouterr().err
+    assert _train(data, tiny_vqvae_dir, tmp_path / "b", 2, "--preset", "tiny", "--level", "1", "--align-loss", "1") == 1
+    assert "--align-loss needs a lyrics prior" in capsys.readouterr().err
+    assert _train(data, tiny_vqvae_dir, tmp_path / "c", 2, "--preset", "tiny", "--align-loss", "-1") == 1
+    assert "must be >= 0" in capsys.readouterr().err
+
+
 def test_two_processes_end_identical(tmp_path, dataset, tiny_vqvae_dir):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "openjukebox.cli",

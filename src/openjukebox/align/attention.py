@@ -75,8 +75,9 @@ def check_lyric_layer(prior, layer: int, head: int | None = None) -> FactoredAtt
 
 
 @contextmanager
-def record_layers(prior, layers: Iterable[int], stop: bool = True):
-    """Record the inputs and output of the given attention layers during the next teacher-forced forward.
+def record_layers(prior, layers: Iterable[int], stop: bool = True, detach: bool = True):
+    """Record the inputs and output of the given attention layers during the next teacher-forced forward
+    (detached from the graph, unless `detach` is False: training through the recomputed weights).
 
     Yields a dict layer -> LayerCall, filled by the forward run inside the block. With `stop`, the forward is cut
     short after the deepest requested layer (run it through `run_recorded`).
@@ -89,7 +90,9 @@ def record_layers(prior, layers: Iterable[int], stop: bool = True):
         def hook(module, args, kwargs, output):
             x = args[0] if args else kwargs["x"]
             enc = args[1] if len(args) > 1 else kwargs.get("encoder_kv")
-            calls[index] = LayerCall(x.detach(), None if enc is None else enc.detach(), output.detach())
+            if detach:
+                x, enc, output = x.detach(), None if enc is None else enc.detach(), output.detach()
+            calls[index] = LayerCall(x, enc, output)
             if stop and index == wanted[-1]:
                 raise _Recorded
 
@@ -162,6 +165,20 @@ def music_over_lyrics(prior, weights: torch.Tensor) -> torch.Tensor:
     if c.merged:
         return weights[:, :, c.n_tokens :, : c.n_tokens]  # the original's [n_tokens:, :n_tokens]
     return weights
+
+
+def sung_key_bits(prior, call: LayerCall, layer: int, head: int, keys: torch.Tensor) -> torch.Tensor:
+    """The alignment loss of `prior train --align-loss`: bits per supervised code, -log2 of the weight that one
+    head of a lyrics layer (its `call` recorded without detaching) gives the key of the character sung then.
+
+    keys: (B, n_ctx) int64 (`CodeCrops(sung_keys=True)`), -1 for codes without a target. Returns a scalar; 0 when
+    no code has a target (a batch of instrumental windows).
+    """
+    attn = check_lyric_layer(prior, layer, head)
+    weights = music_over_lyrics(prior, attention_weights(attn, call))[:, head]  # (B, n_ctx, n_tokens)
+    has = keys >= 0
+    p = weights.gather(-1, keys.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return -(torch.log2(p.clamp_min(1e-12)) * has).sum() / has.sum().clamp(min=1)
 
 
 def window_attentions(

@@ -100,6 +100,9 @@ class CodeCrops:
         balance: how a window's song is drawn: "length" (by its length, as the original), "genre" (every first
             genre tag the same share, then by length; songs without one form one group) or "artist" (likewise
             per artist). The "val" subset always draws by length, so its loss stays comparable between runs.
+        sung_keys: windows also carry `sung` (n_ctx,): per code, the lyric key of the character sung then
+            (`SongLabels.sung_keys`; -1 for none, and everywhere in songs without word timings), the target of
+            `prior train --align-loss`.
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class CodeCrops:
         lyric_jitter: int = 0,
         label_dropout: float = 0.0,
         balance: str = "length",
+        sung_keys: bool = False,
     ) -> None:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -141,6 +145,9 @@ class CodeCrops:
         if balance not in BALANCES:
             raise OpenJukeboxError(f"balance must be one of {', '.join(BALANCES)}, got {balance!r}")
         self.balance = balance
+        if sung_keys and not (ids is not None and n_tokens):
+            raise OpenJukeboxError("sung-character targets need a prior with lyrics")
+        self.sung_keys = sung_keys
         self.rejected: list[tuple[str, str]] = []  # (path relative to root, reason)
 
         records = index.songs("ok")
@@ -275,6 +282,9 @@ class CodeCrops:
             offset = start * self.hop_length
             lyrics = s.labels.lyrics(offset, self.sample_length, self.n_tokens, self.lyrics_vocab, lyric_shift)
             out["y"] = s.labels.label_vector(offset, self.sample_length, lyrics)
+            if self.sung_keys:
+                args = (offset, self.sample_length, self.n_tokens, self.lyrics_vocab, self.hop_length, lyric_shift)
+                out["sung"] = s.labels.sung_keys(*args)
         return out
 
     def draw(self, rng: np.random.Generator) -> tuple[int, int]:

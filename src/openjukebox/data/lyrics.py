@@ -239,3 +239,38 @@ def lyric_window_from_words(
     encoded, char_ends = encode_timed_words(words, vocab)
     midpoint = int(np.count_nonzero(char_ends <= offset + duration / 2.0)) + shift
     return _centred_window(encoded.tokens, midpoint, n_tokens)
+
+
+def sung_keys(
+    words: Sequence[TimedWord],
+    indices: np.ndarray,
+    offset: int,
+    hop_length: int,
+    n_ctx: int,
+    vocab: LyricsVocab = VOCAB_V2,
+) -> np.ndarray:
+    """For each of the `n_ctx` codes of a window, the lyric key that stands for the character sung at the code's
+    middle (samples offset + (t + 0.5) * hop_length), or -1: the target of `prior train --align-loss`.
+
+    The character sung at time p is the first one that ends after p (`encode_timed_words`: a word's characters
+    share its span evenly); only a time inside a word (start <= p < end) has one, so pauses and instrumental
+    passages have no target. `indices` are the window's characters (`lyric_window_from_words`). Key j of a window
+    stands for its character j - 1 (the lyrics encoder reads token j - 1 last, `align.attention`), so the key is
+    the character's slot plus one; -1 where the character is not in the window or sits in its last slot.
+
+    Returns:
+        (n_ctx,) int64 keys in [1, len(indices)), or -1.
+    """
+    _, char_ends = encode_timed_words(words, vocab)
+    times = offset + (np.arange(n_ctx, dtype=np.float64) + 0.5) * hop_length
+    chars = np.searchsorted(char_ends, times, side="right")  # characters ended by then: the next one is sung
+    starts = np.array([w.start for w in words], dtype=np.float64)
+    ends = np.array([w.end for w in words], dtype=np.float64)
+    word = np.searchsorted(starts, times, side="right") - 1  # the last word started by then
+    inside = (word >= 0) & (times < ends[np.maximum(word, 0)]) if len(words) else np.zeros(n_ctx, dtype=bool)
+    slot_of = np.full(len(char_ends) + 1, -1, dtype=np.int64)  # character -> its slot in the window (or -1)
+    present = indices >= 0
+    slot_of[indices[present]] = np.nonzero(present)[0]
+    keys = slot_of[np.minimum(chars, len(char_ends))] + 1
+    keys[~inside | (chars >= len(char_ends)) | (keys == 0) | (keys >= len(indices))] = -1
+    return keys

@@ -40,6 +40,7 @@ from openjukebox.data.lyrics import (
     encode_lyrics,
     lyric_window,
     lyric_window_from_words,
+    sung_keys,
 )
 from openjukebox.data.official_ids import IdTable
 from openjukebox.data.vocab import Vocabulary, genre_words
@@ -158,6 +159,17 @@ class SongLabels:
         if self.words is not None:
             return lyric_window_from_words(self.words, self.length, offset, sample_length, n_tokens, vocab, shift)[0]
         return lyric_window(self.tokens, self.length, offset, sample_length, n_tokens)[0]
+
+    def sung_keys(
+        self, offset: int, sample_length: int, n_tokens: int, vocab: LyricsVocab, hop_length: int, shift: int = 0
+    ) -> np.ndarray:
+        """(sample_length // hop_length,) int64: per code of the crop, the key of its lyric window (`lyrics`,
+        same shift) that stands for the character sung then; all -1 for a song without word timings."""
+        n_ctx = sample_length // hop_length
+        if self.words is None or not n_tokens:
+            return np.full(n_ctx, -1, dtype=np.int64)
+        _, indices = lyric_window_from_words(self.words, self.length, offset, sample_length, n_tokens, vocab, shift)
+        return sung_keys(self.words, indices, offset, hop_length, n_ctx, vocab)
 
     def label_vector(self, offset: int, sample_length: int, lyrics: np.ndarray | None) -> np.ndarray:
         """The original label vector y (4 + max_genres + n_tokens,) int64:

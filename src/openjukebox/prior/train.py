@@ -10,6 +10,13 @@ models `train/lyric_loss` (bits per lyric character, weighted in the objective b
 the lyrics' share of the tokens), and every `--val-every` steps the same numbers on a held-out split of the
 songs (`val/loss_level{L}`, `val/music_loss_level{L}`, `val/lyric_loss_level{L}`).
 
+Alignment loss (`--align-loss W`, our addition; the original's alignment emerged unsupervised in large priors):
+in songs with word timings (`openjukebox data synth` records them) every code sung inside a word has a target,
+the lyric key of the character sung then (`data.lyrics.sung_keys`). The objective adds W times the bits per
+supervised code of -log2(the weight the alignment layer/head of the config gives that key) (`train/align_loss`;
+`val/align_loss_level2` on held-out windows, whose `val/loss` stays the prior's objective alone), so that this
+head's attention follows the singing and `openjukebox align` reads word timings from it.
+
 Label ids: priors with our own ids (`labels.ids == "ours"`) get their artist/genre vocabularies from the
 dataset, saved beside the weights (`artists.json`, `genres.json`), with label tables at least the preset's size.
 Fine-tuning (`--init`) appends the names the saved vocabularies lack and grows the tables (`Prior.grow_labels`),
@@ -51,6 +58,7 @@ DATA_SETTINGS: dict[str, tuple[str, Any]] = {
     "lyric_jitter": ("--lyric-jitter", 0),
     "label_dropout": ("--label-dropout", 0.0),
     "balance": ("--balance", "length"),
+    "align_loss": ("--align-loss", 0.0),
 }
 
 
@@ -64,6 +72,7 @@ class PriorTask:
         val: held-out windows for `validate` (None: no validation).
         val_batches: batches in one validation pass (always the same windows).
         precision: the run's precision, for autocast during validation on CUDA.
+        align_loss: weight of the alignment loss (0: none); `data` must carry `sung` keys (`sung_keys=True`).
     """
 
     def __init__(
@@ -76,8 +85,16 @@ class PriorTask:
         val: CodeCrops | None = None,
         val_batches: int = 4,
         precision: str = "fp32",
+        align_loss: float = 0.0,
     ) -> None:
         c = model.config
+        if align_loss < 0:
+            raise OpenJukeboxError(f"the alignment loss weight must be >= 0, got {align_loss}")
+        if align_loss and c.alignment is None:
+            raise OpenJukeboxError("--align-loss needs a lyrics prior with an alignment layer and head in its config")
+        if align_loss and not data.sung_keys:
+            raise ValueError("an alignment loss needs windows with sung-character targets (CodeCrops(sung_keys=True))")
+        self.align_loss = align_loss
         for crops in (data, val):
             if crops is not None and (crops.level, crops.n_ctx) != (c.level, c.n_ctx):
                 raise ValueError(f"windows of level {crops.level} x {crops.n_ctx} for a level-{c.level} prior")
@@ -91,21 +108,39 @@ class PriorTask:
         return self.data.batch(self.seed, index * world_size + rank, self.batch_size)
 
     def _forward(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        out = model(batch["codes"], batch.get("upper"), batch.get("y"))
+        """(the prior's objective, metrics); with an alignment loss, metrics["align_loss"] is still attached to
+        the graph (`loss` adds it to the objective)."""
+        if not self.align_loss:
+            out = model(batch["codes"], batch.get("upper"), batch.get("y"))
+        else:
+            from openjukebox.align.attention import record_layers, sung_key_bits
+
+            layer, head = self.model.config.alignment  # type: ignore[misc]
+            # the hook sits on our module; a DDP wrapper's forward runs through the same layers
+            with record_layers(self.model, [layer], stop=False, detach=False) as calls:
+                out = model(batch["codes"], batch.get("upper"), batch.get("y"))
         metrics = {"music_loss": out.music_loss.detach()}
         if self.model.config.lyrics is not None:
             metrics["lyric_loss"] = out.lyric_loss.detach()
+        if self.align_loss:
+            metrics["align_loss"] = sung_key_bits(self.model, calls[layer], layer, head, batch["sung"])
         return out.loss, metrics
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, Any]]:
-        return self._forward(model, batch)
+        loss, metrics = self._forward(model, batch)
+        if self.align_loss:
+            bits = metrics["align_loss"]
+            metrics["align_loss"] = bits.detach()
+            loss = loss + self.align_loss * bits
+        return loss, metrics
 
     def model_config(self) -> dict[str, Any]:
         return model_config_json("prior", self.model.config)
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:
-        """Mean loss, music and lyric loss (bits per token) over the fixed validation windows."""
+        """Mean loss (the prior's objective, without the alignment loss), music and lyric loss (bits per token) and
+        the alignment loss (bits per sung code) over the fixed validation windows."""
         if self.val is None:
             return {}
         device = next(self.model.parameters()).device
@@ -257,6 +292,13 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
         help="how a training window's song is drawn: by its length (default, as the original), or every genre "
         "(first genre tag) or every artist the same share of the windows, then by length",
     )
+    p.add_argument(
+        "--align-loss",
+        type=float,
+        default=0.0,
+        help="weight of the alignment loss (lyrics priors; songs with word timings): train the config's alignment "
+        "head to attend to the character being sung; default 0, as the original",
+    )
     p.add_argument("--val-every", type=int, default=500, help="validation loss every N steps (0 = never)")
     p.add_argument("--val-fraction", type=float, default=0.1, help="share of the songs held out for validation")
     p.add_argument("--val-batches", type=int, default=4, help="batches in one validation pass")
@@ -373,6 +415,8 @@ def train_prior(args: argparse.Namespace) -> None:
     vqvae = VQVAEConfig.from_dict(read_config(vqvae_dir, "vqvae"))
     _check_data_settings(args)
     config = run_config(args, vqvae, vqvae_dir)
+    if args.align_loss > 0 and config.alignment is None:
+        raise OpenJukeboxError("--align-loss needs a lyrics prior with an alignment layer and head in its config")
 
     with open_index(args.data) as index:
         model, ids, artists, genres = model_and_labels(args, config, index)
@@ -382,11 +426,17 @@ def train_prior(args: argparse.Namespace) -> None:
         max_genres = c.labels.max_bow_genre_size if c.labels is not None else 1
         kw: dict[str, Any] = dict(n_tokens=c.n_tokens, lyrics_vocab=lyrics_vocab(c), max_genres=max_genres)
         kw.update(lyric_jitter=args.lyric_jitter, label_dropout=args.label_dropout, balance=args.balance)
+        kw.update(sung_keys=args.align_loss > 0)
         kw.update(timing_range(c))
         # The held-out songs depend on --val-fraction only (not on whether validation runs), so that the training
         # windows of a resumed run are the same as before.
         songs = CodeCrops(index, cache, c.level, c.n_ctx, ids, val_fraction=args.val_fraction, **kw)
     data = songs.subset("train") if args.val_fraction > 0 else songs
+    if args.align_loss > 0 and not any(s.labels is not None and s.labels.words for s in data.songs):
+        raise OpenJukeboxError(
+            "--align-loss: none of the training songs has word timings (a 'words' list in its .json sidecar, as "
+            "`openjukebox data synth` writes)"
+        )
     val = None
     if args.val_fraction > 0 and args.val_every > 0:
         try:
@@ -407,8 +457,9 @@ def train_prior(args: argparse.Namespace) -> None:
         if not args.resume:
             write_json_atomic(args.out / DATA_SETTINGS_FILE, {key: getattr(args, key) for key in DATA_SETTINGS})
     task = PriorTask(
-        model, data, args.batch_size, args.seed, val=val, val_batches=args.val_batches, precision=args.precision
-    )
+        model, data, args.batch_size, args.seed, val=val, val_batches=args.val_batches, precision=args.precision,
+        align_loss=args.align_loss,
+    )  # fmt: skip
     trainer = Trainer(
         task, train_config, args.out, resume=args.resume, device=args.device, progress=not args.no_progress
     )
