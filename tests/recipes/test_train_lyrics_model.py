@@ -1,4 +1,4 @@
-"""scripts/train_lyrics_model.py's continued stages (guided, then balanced): which runs continue with label dropout,
+"""scripts/train_lyrics_model.py's continued stages (guided, then aligned): which runs continue with label dropout,
 from which weights, with what, and which run folder each level of the model comes from."""
 
 from __future__ import annotations
