@@ -61,7 +61,8 @@ Presets (any option overrides them):
   about 50 min (the upsamplers' 6000 steps took 18 min side by side; the top prior's 12 000 took 25 min on both
   cores alone). The alignment it learns is not yet better than the baseline (BENCHMARKS.md). Adding
   `--aligned-steps 8000 --align-loss 0.3` (not in the preset yet: the bundled model was trained without it; about
-  28 min more on one core) brought its median word-onset error from 6.2 s to 0.63 s in a trial (BENCHMARKS.md).
+  28 min more on one core) brought its median word-onset error from 6.2 s to 0.63 s in a trial, and 8000 more
+  steps from those weights to 0.37 s (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
