@@ -235,8 +235,13 @@ def test_sung_keys_come_with_the_same_windows_and_only_from_word_timed_songs(ind
         song, start = int(b["song"][i]), int(b["start"][i])
         labels = sung.songs[song].labels
         shift = next(s for s in range(-3, 4) if sung.example_at(song, start, s)["y"].tolist() == b["y"][i].tolist())
-        expected = labels.sung_keys(start * 128, 128 * 128, N_TOKENS, sung.lyrics_vocab, 128, shift)
+        window = (start * 128, 128 * 128, N_TOKENS, sung.lyrics_vocab)
+        lyrics, expected = labels.lyrics_and_sung_keys(*window, 128, shift)
         assert b["sung"][i].tolist() == expected.tolist()
+        assert lyrics.tolist() == labels.lyrics(*window, shift).tolist()  # the window of the label vector
+    untimed = sung.songs[int(b["song"][~timed][0])].labels
+    lyrics, keys = untimed.lyrics_and_sung_keys(0, 128 * 128, N_TOKENS, sung.lyrics_vocab, 128)
+    assert lyrics.tolist() == untimed.lyrics(0, 128 * 128, N_TOKENS, sung.lyrics_vocab).tolist() and (keys == -1).all()
     with pytest.raises(OpenJukeboxError, match="need a prior with lyrics"):
         CodeCrops(index, cache, 2, 128, ids, sung_keys=True)
 

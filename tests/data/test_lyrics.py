@@ -11,6 +11,7 @@ from jukebox_infer.data.text_processor import TextProcessor
 from openjukebox.data.lyrics import (
     VOCAB_V2,
     VOCAB_V3,
+    TimedLyrics,
     TimedWord,
     decode_lyrics,
     encode_lyrics,
@@ -187,3 +188,18 @@ def test_sung_keys_point_at_the_character_being_sung_inside_words() -> None:
     assert sung_keys(words, part, 0, 100, 8).tolist() == [-1, 1, 2, -1, -1, -1, -1, -1]
     assert sung_keys(words, whole, 200, 100, 4).tolist() == [3, -1, -1, 5]  # a window starting later
     assert sung_keys([], np.array([-1, -1]), 0, 100, 3).tolist() == [-1, -1, -1]
+
+
+def test_words_encoded_once_give_the_same_windows_and_keys() -> None:
+    words = [TimedWord("la", 0, 10), TimedWord("hello\n", 900, 1000), TimedWord("x", 1000, 1000)]
+    for vocab in (VOCAB_V2, VOCAB_V3):
+        timed = TimedLyrics.encode(words, vocab)
+        assert TimedLyrics.encode(timed, vocab) is timed
+        assert timed.tokens.tolist() == encode_timed_words(words, vocab)[0].tokens.tolist()
+        assert timed.word_starts.tolist() == [0, 900, 1000] and timed.word_ends.tolist() == [10, 1000, 1000]
+        for offset, shift in ((0, 0), (400, 2), (900, -3)):
+            a = lyric_window_from_words(words, 1000, offset, 100, 4, vocab, shift)
+            b = lyric_window_from_words(timed, 1000, offset, 100, 4, vocab, shift)
+            assert [x.tolist() for x in a] == [x.tolist() for x in b]
+            keys = sung_keys(words, a[1], offset, 10, 10, vocab)
+            assert keys.tolist() == sung_keys(timed, a[1], offset, 10, 10).tolist()  # the encoding's vocabulary

@@ -279,12 +279,12 @@ class CodeCrops:
             u = start // self.cond_downsample
             out["upper"] = s.upper[u : u + self.n_ctx // self.cond_downsample].astype(np.int64)
         if s.labels is not None:
-            offset = start * self.hop_length
-            lyrics = s.labels.lyrics(offset, self.sample_length, self.n_tokens, self.lyrics_vocab, lyric_shift)
-            out["y"] = s.labels.label_vector(offset, self.sample_length, lyrics)
+            window = (start * self.hop_length, self.sample_length, self.n_tokens, self.lyrics_vocab)
             if self.sung_keys:
-                args = (offset, self.sample_length, self.n_tokens, self.lyrics_vocab, self.hop_length, lyric_shift)
-                out["sung"] = s.labels.sung_keys(*args)
+                lyrics, out["sung"] = s.labels.lyrics_and_sung_keys(*window, self.hop_length, lyric_shift)
+            else:
+                lyrics = s.labels.lyrics(*window, lyric_shift)
+            out["y"] = s.labels.label_vector(window[0], self.sample_length, lyrics)
         return out
 
     def draw(self, rng: np.random.Generator) -> tuple[int, int]:

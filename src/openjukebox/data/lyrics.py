@@ -213,8 +213,29 @@ def encode_timed_words(words: Sequence[TimedWord], vocab: LyricsVocab = VOCAB_V2
     return LyricsTokens(tokens, "".join(p.chars for p in parts), list(dropped)), char_ends
 
 
+@dataclass(frozen=True)
+class TimedLyrics:
+    """Timed words encoded once: the joined text's tokens and each character's end (`encode_timed_words`), and
+    each word's start and end, all in samples. `lyric_window_from_words` and `sung_keys` take it in place of the
+    words, for a song whose crops are drawn many times (`SongLabels`)."""
+
+    tokens: np.ndarray
+    char_ends: np.ndarray
+    word_starts: np.ndarray
+    word_ends: np.ndarray
+
+    @classmethod
+    def encode(cls, words: Sequence[TimedWord] | TimedLyrics, vocab: LyricsVocab = VOCAB_V2) -> TimedLyrics:
+        """`words` encoded with `vocab` (returned as they are if already encoded)."""
+        if isinstance(words, TimedLyrics):
+            return words
+        encoded, char_ends = encode_timed_words(words, vocab)
+        starts = np.array([w.start for w in words], dtype=np.float64)
+        return cls(encoded.tokens, char_ends, starts, np.array([w.end for w in words], dtype=np.float64))
+
+
 def lyric_window_from_words(
-    words: Sequence[TimedWord],
+    words: Sequence[TimedWord] | TimedLyrics,
     total_length: int,
     offset: int,
     duration: int,
@@ -226,7 +247,8 @@ def lyric_window_from_words(
 
     midpoint = the number of characters that end at or before offset + duration / 2 (with characters spread
     evenly over the song this is exactly the original's linear midpoint), plus `shift`; then the same clamping
-    and padding as `lyric_window`. Indices point into `encode_timed_words(words, vocab)[0].tokens`.
+    and padding as `lyric_window`. Indices point into `encode_timed_words(words, vocab)[0].tokens`. `words` may
+    be `TimedLyrics` already encoded with `vocab`.
 
     `shift` (training only) moves the window off its true centre: at sampling and alignment time the window comes
     from the linear rule, which is off by a few seconds of singing, so a prior trained on exactly centred windows
@@ -236,13 +258,13 @@ def lyric_window_from_words(
         window (n_tokens,) int64, indices (n_tokens,) int64 (-1 for padding).
     """
     _check_crop(total_length, offset, duration)
-    encoded, char_ends = encode_timed_words(words, vocab)
-    midpoint = int(np.count_nonzero(char_ends <= offset + duration / 2.0)) + shift
-    return _centred_window(encoded.tokens, midpoint, n_tokens)
+    timed = TimedLyrics.encode(words, vocab)
+    midpoint = int(np.count_nonzero(timed.char_ends <= offset + duration / 2.0)) + shift
+    return _centred_window(timed.tokens, midpoint, n_tokens)
 
 
 def sung_keys(
-    words: Sequence[TimedWord],
+    words: Sequence[TimedWord] | TimedLyrics,
     indices: np.ndarray,
     offset: int,
     hop_length: int,
@@ -254,20 +276,20 @@ def sung_keys(
 
     The character sung at time p is the first one that ends after p (`encode_timed_words`: a word's characters
     share its span evenly); only a time inside a word (start <= p < end) has one, so pauses and instrumental
-    passages have no target. `indices` are the window's characters (`lyric_window_from_words`). Key j of a window
-    stands for its character j - 1 (the lyrics encoder reads token j - 1 last, `align.attention`), so the key is
-    the character's slot plus one; -1 where the character is not in the window or sits in its last slot.
+    passages have no target. `indices` are the window's characters (`lyric_window_from_words`; `words` may be
+    `TimedLyrics` already encoded with `vocab`). Key j of a window stands for its character j - 1 (the lyrics
+    encoder reads token j - 1 last, `align.attention`), so the key is the character's slot plus one; -1 where the
+    character is not in the window or sits in its last slot.
 
     Returns:
         (n_ctx,) int64 keys in [1, len(indices)), or -1.
     """
-    _, char_ends = encode_timed_words(words, vocab)
+    timed = TimedLyrics.encode(words, vocab)
+    char_ends, starts, ends = timed.char_ends, timed.word_starts, timed.word_ends
     times = offset + (np.arange(n_ctx, dtype=np.float64) + 0.5) * hop_length
     chars = np.searchsorted(char_ends, times, side="right")  # characters ended by then: the next one is sung
-    starts = np.array([w.start for w in words], dtype=np.float64)
-    ends = np.array([w.end for w in words], dtype=np.float64)
     word = np.searchsorted(starts, times, side="right") - 1  # the last word started by then
-    inside = (word >= 0) & (times < ends[np.maximum(word, 0)]) if len(words) else np.zeros(n_ctx, dtype=bool)
+    inside = (word >= 0) & (times < ends[np.maximum(word, 0)]) if len(starts) else np.zeros(n_ctx, dtype=bool)
     slot_of = np.full(len(char_ends) + 1, -1, dtype=np.int64)  # character -> its slot in the window (or -1)
     present = indices >= 0
     slot_of[indices[present]] = np.nonzero(present)[0]

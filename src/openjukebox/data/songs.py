@@ -23,7 +23,7 @@ maps (`VocabularyIds` for our own vocabularies, `OfficialIds` for the released m
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +36,7 @@ from openjukebox.data.index import SongIndex, SongRecord
 from openjukebox.data.lyrics import (
     VOCAB_V2,
     LyricsVocab,
+    TimedLyrics,
     TimedWord,
     encode_lyrics,
     lyric_window,
@@ -148,6 +149,15 @@ class SongLabels:
     genre: np.ndarray
     tokens: np.ndarray
     words: tuple[TimedWord, ...] | None
+    _timed: dict[LyricsVocab, TimedLyrics] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _timed_lyrics(self, vocab: LyricsVocab) -> TimedLyrics:
+        """`words` encoded with `vocab`, once per vocabulary (every crop of the song uses them)."""
+        assert self.words is not None
+        timed = self._timed.get(vocab)
+        if timed is None:
+            timed = self._timed[vocab] = TimedLyrics.encode(self.words, vocab)
+        return timed
 
     def lyrics(
         self, offset: int, sample_length: int, n_tokens: int, vocab: LyricsVocab, shift: int = 0
@@ -157,19 +167,22 @@ class SongLabels:
         if not n_tokens:
             return None
         if self.words is not None:
-            return lyric_window_from_words(self.words, self.length, offset, sample_length, n_tokens, vocab, shift)[0]
+            timed = self._timed_lyrics(vocab)
+            return lyric_window_from_words(timed, self.length, offset, sample_length, n_tokens, vocab, shift)[0]
         return lyric_window(self.tokens, self.length, offset, sample_length, n_tokens)[0]
 
-    def sung_keys(
+    def lyrics_and_sung_keys(
         self, offset: int, sample_length: int, n_tokens: int, vocab: LyricsVocab, hop_length: int, shift: int = 0
-    ) -> np.ndarray:
-        """(sample_length // hop_length,) int64: per code of the crop, the key of its lyric window (`lyrics`,
-        same shift) that stands for the character sung then; all -1 for a song without word timings."""
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        """The crop's lyric window (as `lyrics`) and, per code of the crop, (sample_length // hop_length,) int64,
+        the key of that window that stands for the character sung then; all -1 for a song without word timings.
+        The window is built once for both."""
         n_ctx = sample_length // hop_length
         if self.words is None or not n_tokens:
-            return np.full(n_ctx, -1, dtype=np.int64)
-        _, indices = lyric_window_from_words(self.words, self.length, offset, sample_length, n_tokens, vocab, shift)
-        return sung_keys(self.words, indices, offset, hop_length, n_ctx, vocab)
+            return self.lyrics(offset, sample_length, n_tokens, vocab, shift), np.full(n_ctx, -1, dtype=np.int64)
+        timed = self._timed_lyrics(vocab)
+        tokens, indices = lyric_window_from_words(timed, self.length, offset, sample_length, n_tokens, vocab, shift)
+        return tokens, sung_keys(timed, indices, offset, hop_length, n_ctx, vocab)
 
     def label_vector(self, offset: int, sample_length: int, lyrics: np.ndarray | None) -> np.ndarray:
         """The original label vector y (4 + max_genres + n_tokens,) int64:
@@ -316,9 +329,7 @@ class SongCrops:
             lyrics_vocab=self.lyrics_vocab,
             max_genres=self.max_genres,
         )
-        return _Song(
-            **{name: getattr(labels, name) for name in SongLabels.__dataclass_fields__}, path=self.root / r.path
-        )
+        return _Song(**{f.name: getattr(labels, f.name) for f in fields(SongLabels) if f.init}, path=self.root / r.path)
 
     def __len__(self) -> int:
         return len(self.songs)
