@@ -2,13 +2,13 @@
 # Train the bundled demo model from nothing, measure it, and install it into the package.
 #
 #   make synth-deps music-deps     # once, as root: FluidSynth, eSpeak NG, the Wesnoth music (Debian packages)
-#   scripts/train_demo.sh [WORK]   # default WORK=runs/demo; about 3 h 10 min on 2 CPU cores
+#   scripts/train_demo.sh [WORK]   # default WORK=runs/demo; about 3 h 45 min on 2 CPU cores
 #
 # 1. scripts/train_lyrics_model.py --preset demo: 160 synthetic sung songs (136 to train, 8 to choose the
 #    alignment head, 16 held out) + the 41 Wesnoth tracks; VQ-VAE `demo`; the lyric top prior `demo` and the two
 #    upsamplers side by side; then all three again with label dropout (for classifier-free guidance), the
-#    upsamplers' windows drawn genre-balanced (--balance genre); the alignment head chosen on the dev songs;
-#    forced alignment of the held-out songs
+#    upsamplers' windows drawn genre-balanced (--balance genre); then the top prior again with the alignment loss
+#    (its alignment head learns to attend to the sung character); forced alignment of the held-out songs
 #    (WORK/align.json). Every step is skipped when its output is there, so a stopped run continues.
 # 2. The model folder's configs, vocabularies and weights are copied to src/openjukebox/models/demo.
 # 3. scripts/model_card.py measures it and fills in MODEL_CARD.md.

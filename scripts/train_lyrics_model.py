@@ -55,14 +55,13 @@ Presets (any option overrides them):
 - `--preset demo`: 136 / 8 / 16 songs plus the 41 Wesnoth tracks; VQ-VAE `demo` 2400 steps x 4 crops; top prior
   `demo` (n_ctx 512 = 1.5 s, 128 lyric tokens, --lyric-jitter 24) 12 000 steps x 8 windows and upsamplers `demo`
   (8 layers of width 128) 24 000 steps, lr 5e-4 with cosine decay; then, with label dropout 0.2, 12 000 steps of
-  the top prior and 6000 of each upsampler (lr 2e-4, genre-balanced windows). About 3 h 10 min on 2 CPU cores,
-  estimated from its parts (MODEL_CARD.md): VQ-VAE 41 min; the three priors side by side about 95 min (each
-  upsampler 0.175 s a step on one core, 70 min of it; the top prior ~45 min of one core); the guided steps
-  about 50 min (the upsamplers' 6000 steps took 18 min side by side; the top prior's 12 000 took 25 min on both
-  cores alone). The alignment it learns is not yet better than the baseline (BENCHMARKS.md). Adding
-  `--aligned-steps 8000 --align-loss 0.3` (not in the preset yet: the bundled model was trained without it; about
-  28 min more on one core) brought its median word-onset error from 6.2 s to 0.63 s in a trial, and 8000 more
-  steps from those weights to 0.37 s (BENCHMARKS.md).
+  the top prior and 6000 of each upsampler (lr 2e-4, genre-balanced windows); then 16 000 steps of the top prior
+  with the alignment loss (weight 0.3, lr 2e-4). About 3 h 45 min on 2 CPU cores, estimated from its parts
+  (MODEL_CARD.md): VQ-VAE 41 min; the three priors side by side about 95 min (each upsampler 0.175 s a step on one
+  core, 70 min of it; the top prior ~45 min of one core); the guided steps about 50 min (the upsamplers' 6000
+  steps took 18 min side by side; the top prior's 12 000 took 25 min on both cores alone); the aligned steps
+  33 min on both cores. Without the aligned steps (`--aligned-steps 0`) the median word-onset error on the
+  held-out songs was 6.2 s, worse than spreading the words evenly (2.1 s); with them, 0.26 s (BENCHMARKS.md).
 - default: 480 / 8 / 24 songs; VQ-VAE `small`, 20 000 steps x 4 crops of 1.5 s; prior `small` (n_ctx 1024 =
   3 s, 128 lyric tokens, 10 layers of width 256), 40 000 steps x 8 windows. Meant for a GPU (`--device cuda
   --precision bf16`; `vqvae train` picks CUDA by itself). Measured on one CPU thread (same VM): VQ-VAE `small`
@@ -124,7 +123,7 @@ PRESETS: dict[str, dict[str, object]] = {
         prior_batch_size=4,
         save_every=1000,
     ),
-    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 3 h 10 min.
+    # The bundled demo model (scripts/train_demo.sh): the whole hierarchy on 2 CPU cores in about 3 h 45 min.
     "demo": dict(
         _COMMON,
         songs=136,
@@ -146,6 +145,7 @@ PRESETS: dict[str, dict[str, object]] = {
         label_dropout=0.2,
         guided_upsampler_steps=6000,
         upsampler_balance="genre",
+        aligned_steps=16_000,
         save_every=1000,
     ),
     "default": dict(

@@ -54,7 +54,7 @@ def test_aligned_stage_continues_only_the_top_prior_with_the_alignment_loss(reci
     assert _option(cmd, "--align-loss") == "0.3" and _option(cmd, "--lr") == "0.0002"
     assert _option(cmd, "--label-dropout") == "0.2" and _option(cmd, "--seed") == "2" and "--lyric-jitter" in cmd
     assert recipe.model_run(s, tmp_path, 2) == out  # the model's top prior comes from the last stage
-    assert recipe.aligned_head(s, tmp_path) and not recipe.aligned_head(recipe.PRESETS["demo"], tmp_path)
+    assert recipe.aligned_head(s, tmp_path) and not recipe.aligned_head(dict(s, aligned_steps=0), tmp_path)
     for level in (1, 0):  # the upsamplers have no lyrics: their last stage stays the guided one
         assert recipe.train_stage(s, args, tmp_path, level, vqvae, "aligned") is None
         assert recipe.model_run(s, tmp_path, level) == tmp_path / "runs" / f"prior_level_{level}_guided"
