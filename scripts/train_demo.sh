@@ -4,8 +4,8 @@
 #   make synth-deps music-deps     # once, as root: FluidSynth, eSpeak NG, the Wesnoth music (Debian packages)
 #   scripts/train_demo.sh [WORK]   # default WORK=runs/demo; about 3 h 45 min on 2 CPU cores
 #
-# 1. scripts/train_lyrics_model.py --preset demo: 160 synthetic sung songs (136 to train, 8 to choose the
-#    alignment head, 16 held out) + the 41 Wesnoth tracks; VQ-VAE `demo`; the lyric top prior `demo` and the two
+# 1. scripts/train_lyrics_model.py --preset demo: 160 synthetic sung songs (136 to train, 8 dev songs held out,
+#    16 held out for the measurements) + the 41 Wesnoth tracks; VQ-VAE `demo`; the lyric top prior `demo` and the two
 #    upsamplers side by side; then all three again with label dropout (for classifier-free guidance), the
 #    upsamplers' windows drawn genre-balanced (--balance genre); then the top prior again with the alignment loss
 #    (its alignment head learns to attend to the sung character); forced alignment of the held-out songs
