@@ -468,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
     save_recipe(work, s, timings)
 
     # Then the levels with guided steps continue from those weights with label dropout, side by side too, and
-    # then the levels with balanced steps from those.
+    # then the top prior's aligned steps from those (STAGES).
     for stage in STAGES:
         steps = [step for level in levels if (step := train_stage(s, args, work, level, vqvae_dir, stage)) is not None]
         if steps:

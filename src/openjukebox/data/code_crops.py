@@ -101,8 +101,8 @@ class CodeCrops:
             genre tag the same share, then by length; songs without one form one group) or "artist" (likewise
             per artist). The "val" subset always draws by length, so its loss stays comparable between runs.
         sung_keys: windows also carry `sung` (n_ctx,): per code, the lyric key of the character sung then
-            (`SongLabels.sung_keys`; -1 for none, and everywhere in songs without word timings), the target of
-            `prior train --align-loss`.
+            (`SongLabels.lyrics_and_sung_keys`; -1 for none, and everywhere in songs without word timings), the
+            target of `prior train --align-loss`.
     """
 
     def __init__(

@@ -62,6 +62,14 @@ DATA_SETTINGS: dict[str, tuple[str, Any]] = {
 }
 
 
+def check_align_loss(config: PriorConfig, weight: float) -> None:
+    """A clear error for an alignment-loss weight the prior cannot train with (negative, or no alignment head)."""
+    if weight < 0:
+        raise OpenJukeboxError(f"the alignment loss weight must be >= 0, got {weight}")
+    if weight and config.alignment is None:
+        raise OpenJukeboxError("--align-loss needs a lyrics prior with an alignment layer and head in its config")
+
+
 class PriorTask:
     """One level's prior as a `TrainTask`: code windows in, bits per token out.
 
@@ -88,10 +96,7 @@ class PriorTask:
         align_loss: float = 0.0,
     ) -> None:
         c = model.config
-        if align_loss < 0:
-            raise OpenJukeboxError(f"the alignment loss weight must be >= 0, got {align_loss}")
-        if align_loss and c.alignment is None:
-            raise OpenJukeboxError("--align-loss needs a lyrics prior with an alignment layer and head in its config")
+        check_align_loss(c, align_loss)
         if align_loss and not data.sung_keys:
             raise ValueError("an alignment loss needs windows with sung-character targets (CodeCrops(sung_keys=True))")
         self.align_loss = align_loss
@@ -415,8 +420,7 @@ def train_prior(args: argparse.Namespace) -> None:
     vqvae = VQVAEConfig.from_dict(read_config(vqvae_dir, "vqvae"))
     _check_data_settings(args)
     config = run_config(args, vqvae, vqvae_dir)
-    if args.align_loss > 0 and config.alignment is None:
-        raise OpenJukeboxError("--align-loss needs a lyrics prior with an alignment layer and head in its config")
+    check_align_loss(config, args.align_loss)  # before the data is read
 
     with open_index(args.data) as index:
         model, ids, artists, genres = model_and_labels(args, config, index)
