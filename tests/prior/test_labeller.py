@@ -19,7 +19,7 @@ from openjukebox.data.lyrics import VOCAB_V2, VOCAB_V3, TimedWord, decode_lyrics
 from openjukebox.data.vocab import Vocabulary
 from openjukebox.errors import OpenJukeboxError
 from openjukebox.prior import Prior, prior_preset
-from openjukebox.prior.labeller import Labeller, SongMeta, lyrics_vocab_for
+from openjukebox.prior.labeller import Labeller, Labels, SongLyrics, SongMeta, lyrics_vocab_for
 
 SR = 44100
 
@@ -141,6 +141,11 @@ def test_timed_words_centre_the_window_on_the_sung_character(tiny):
     # for_window recomputes from the words too: 1 s later is one word later
     later = tiny.for_window(labels, SR // tiny.hop_length + 1)
     assert later.indices[0, 8] == text.index("w06x")
+    # the words are encoded once per song (kept in `timed`); lyrics built without it give the same window
+    song = labels.lyrics[0]
+    assert song.timed is not None and np.array_equal(song.timed.tokens, song.tokens)
+    by_hand = Labels(labels.y, labels.indices, (SongLyrics(song.tokens, song.text, song.words),))
+    assert torch.equal(tiny.for_window(by_hand, SR // tiny.hop_length + 1).y, later.y)
 
 
 def test_for_window_moves_the_offset_and_keeps_the_base(tiny):

@@ -230,8 +230,13 @@ class TimedLyrics:
         if isinstance(words, TimedLyrics):
             return words
         encoded, char_ends = encode_timed_words(words, vocab)
+        return cls.of(words, encoded.tokens, char_ends)
+
+    @classmethod
+    def of(cls, words: Sequence[TimedWord], tokens: np.ndarray, char_ends: np.ndarray) -> TimedLyrics:
+        """From `words` and what `encode_timed_words(words, vocab)` returned for them (tokens, char_ends)."""
         starts = np.array([w.start for w in words], dtype=np.float64)
-        return cls(encoded.tokens, char_ends, starts, np.array([w.end for w in words], dtype=np.float64))
+        return cls(tokens, char_ends, starts, np.array([w.end for w in words], dtype=np.float64))
 
 
 def lyric_window_from_words(

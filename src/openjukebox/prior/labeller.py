@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ import torch
 from openjukebox.data.lyrics import (
     VOCABS,
     LyricsVocab,
+    TimedLyrics,
     TimedWord,
     encode_lyrics,
     encode_timed_words,
@@ -61,11 +62,13 @@ class SongLyrics:
     tokens: (n,) int64 character tokens of the whole song (window indices point into them).
     text: the cleaned text the tokens spell (`text[i]` is token i's character).
     words: the timed words (spans in samples) the tokens come from, or None for plain text (linear rule).
+    timed: `words` as encoded once for their lyric windows (set by `Labeller.song_lyrics`), or None.
     """
 
     tokens: np.ndarray
     text: str
     words: tuple[TimedWord, ...] | None = None
+    timed: TimedLyrics | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -223,25 +226,27 @@ class Labeller:
         if vocab is None:
             return SongLyrics(np.zeros(0, dtype=np.int64), "")
         if isinstance(lyrics, str):
-            encoded, words = encode_lyrics(lyrics, vocab), None
+            encoded, words, timed = encode_lyrics(lyrics, vocab), None, None
         else:
             words = tuple(lyrics)
             if not all(isinstance(w, TimedWord) for w in words):
                 raise OpenJukeboxError("lyrics must be a string or a sequence of TimedWord")
-            encoded, _ = encode_timed_words(words, vocab)
+            encoded, char_ends = encode_timed_words(words, vocab)
+            timed = TimedLyrics.of(words, encoded.tokens, char_ends)
         if encoded.dropped:
             log.warning(
                 "lyrics: characters outside the %s lyric vocabulary were left out: %s",
                 vocab.name,
                 " ".join(repr(c) for c in encoded.dropped),
             )
-        return SongLyrics(encoded.tokens, encoded.chars, words)
+        return SongLyrics(encoded.tokens, encoded.chars, words, timed)
 
     def _window(self, song: SongLyrics, total_length: int, offset: int, duration: int, float32: bool):
         """(tokens (n_tokens,), indices (n_tokens,)) of the lyric window of one crop."""
         assert self.lyrics_vocab is not None
         if song.words is not None:
-            return lyric_window_from_words(song.words, total_length, offset, duration, self.n_tokens, self.lyrics_vocab)
+            words = song.timed if song.timed is not None else song.words  # `timed` is None if built by hand
+            return lyric_window_from_words(words, total_length, offset, duration, self.n_tokens, self.lyrics_vocab)
         return lyric_window(song.tokens, total_length, offset, duration, self.n_tokens, float32=float32)
 
     # -- label vectors ------------------------------------------------------------------------------------------
