@@ -229,6 +229,21 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, lyrics_file, t
     assert not out.exists()
 
 
+def test_unreadable_or_short_prompt_is_refused_before_the_run_folder_is_made(
+    tiny_model_dir, lyrics_file, tmp_path, capsys
+):
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio")
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(4410, dtype=np.float32), 44100)  # 0.1 s
+    for prompt, message in ((not_audio, "not an audio file"), (short, "0.10 s long, shorter than the 0.20 s")):
+        out = tmp_path / prompt.stem
+        assert main(_args(tiny_model_dir, lyrics_file, out, "--prompt", str(prompt), "--prompt-seconds", "0.2")) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not out.exists()
+
+
 def test_lyrics_problems_and_existing_folder(tiny_model_dir, tmp_path, capsys):
     bad = tmp_path / "bad.txt"
     bad.write_text("love * and & money")

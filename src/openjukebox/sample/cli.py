@@ -154,6 +154,11 @@ def _spec_from_args(args: argparse.Namespace, dirs: ModelDirs, sr: int, top_hop:
             raise OpenJukeboxError(f"--prompt-seconds must cover at least {top_hop / sr:.3f} s")
         if prompt_length >= length:
             raise OpenJukeboxError(f"the prompt ({args.prompt_seconds:g} s) must be shorter than --seconds")
+        from openjukebox.audio.io import audio_info, resampled_length
+        from openjukebox.sample.run import check_prompt_length
+
+        info = audio_info(args.prompt)  # an unreadable or short prompt is refused before the run folder is made
+        check_prompt_length(args.prompt, resampled_length(info.frames, info.sample_rate, sr), prompt_length, sr)
     if mode in ("continue", "upsample") and args.codes is None:
         raise OpenJukeboxError(f"{mode} sampling needs --codes FILE (level_N/codes.npz of an earlier run)")
     lyrics = ""

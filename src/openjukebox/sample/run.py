@@ -101,6 +101,14 @@ def model_fingerprints(dirs: ModelDirs) -> dict[str, str]:
     return out
 
 
+def check_prompt_length(path: str | os.PathLike, available: int, prompt_length: int, sr: int) -> None:
+    """Raise unless the prompt audio (`available` samples at `sr`) holds the `prompt_length` samples asked for."""
+    if available < prompt_length:
+        raise OpenJukeboxError(
+            f"{path}: {available / sr:.2f} s long, shorter than the {prompt_length / sr:.2f} s prompt asked for"
+        )
+
+
 def check_new_run_folder(folder: Path) -> None:
     """A new run never writes into a folder that holds anything (nothing of the user's is overwritten)."""
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
@@ -208,12 +216,9 @@ class SampleRun:
         if spec.mode == "primed":
             from openjukebox.audio import load_audio
 
-            audio = load_audio(spec.prompt, pipeline.vqvae.config.sample_rate)
-            if len(audio) < spec.prompt_length:
-                raise OpenJukeboxError(
-                    f"{spec.prompt}: {len(audio) / pipeline.vqvae.config.sample_rate:.2f} s long, shorter than "
-                    f"the {spec.prompt_length / pipeline.vqvae.config.sample_rate:.2f} s prompt asked for"
-                )
+            sr = pipeline.vqvae.config.sample_rate
+            audio = load_audio(spec.prompt, sr)
+            check_prompt_length(spec.prompt, len(audio), spec.prompt_length, sr)
             prompt = torch.from_numpy(np.asarray(audio[: spec.prompt_length], dtype=np.float32))
             return pipeline.encode_prompt(prompt.view(1, -1).repeat(n, 1))
         codes = load_codes(spec.codes)
