@@ -40,8 +40,12 @@ def test_unknown_name_suggests_the_closest() -> None:
     with pytest.raises(OpenJukeboxError, match="unknown name 'Beetles'") as e:
         vocab.id("Beetles")
     assert "'Beatles Tribute'" in str(e.value) or "'The Beatles'" in str(e.value)
-    with pytest.raises(OpenJukeboxError, match="closest known: none"):
+    with pytest.raises(OpenJukeboxError, match="none alike; known: ") as e:
         vocab.id("zzzzzz")
+    assert all(repr(n) in str(e.value) for n in vocab.names[1:]) and "more" not in str(e.value)
+    many = Vocabulary.build([f"Band {i:02d}" for i in range(25)], kind="artist")
+    with pytest.raises(OpenJukeboxError, match=r"'Band 09' and 15 more\)$"):
+        many.id("qqqqqq")
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from openjukebox.fileio import read_json_object, write_json_atomic
 UNKNOWN = "unknown"
 FORMAT = "openjukebox.vocabulary"
 VERSION = 1
+LIST_KNOWN = 10  # known names an unknown-name error lists when none is alike
 
 _NOT_ALNUM = re.compile(r"[^a-z0-9]+")
 
@@ -100,8 +101,15 @@ class Vocabulary:
         if key in self._ids:
             return self._ids[key]
         close = difflib.get_close_matches(key, [normalize_name(n) for n in self.names[1:]], n=3)
-        hint = ", ".join(repr(self.names[self._ids[k]]) for k in close) if close else "none"
-        raise OpenJukeboxError(f"unknown {self.kind} {name!r} (closest known: {hint})")
+        if close:
+            hint = "closest known: " + ", ".join(repr(self.names[self._ids[k]]) for k in close)
+        else:  # nothing alike: show what there is
+            known = self.names[1:]
+            shown = ", ".join(repr(n) for n in known[:LIST_KNOWN])
+            hint = f"none alike; known: {shown}" + (
+                f" and {len(known) - LIST_KNOWN} more" if len(known) > LIST_KNOWN else ""
+            )
+        raise OpenJukeboxError(f"unknown {self.kind} {name!r} ({hint})")
 
     def get(self, name: str, default: int | None = None) -> int | None:
         return self._ids.get(normalize_name(name), default)
